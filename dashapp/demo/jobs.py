@@ -1,0 +1,156 @@
+"""The demo shop's background jobs on an APScheduler 3 ``BackgroundScheduler``.
+
+Intervals are compressed so the console sees activity within minutes:
+the "nightly" report runs every two minutes. One job, payment
+reconciliation, fails about a quarter of the time so failed runs show up.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from datetime import datetime, timedelta, timezone
+
+import redis
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.orm import sessionmaker
+
+from .data import Order, OrderItem, Product, SalesReport, utcnow
+from .shop import (PRODUCT_LIST_TTL, PRODUCT_TTL, product_key, product_list_key,
+                   product_to_dict)
+
+logger = logging.getLogger("demo.jobs")
+
+CACHE_REFRESH_SECONDS = 30
+REPORT_SECONDS = 120
+CLEANUP_SECONDS = 60
+RESTOCK_SECONDS = 90
+RECONCILE_SECONDS = 45
+RECONCILE_FAILURE_RATE = 0.25
+TOP_PRODUCTS = 20
+ABANDONED_AFTER = timedelta(minutes=30)
+KEEP_REPORTS = 50
+RESTOCK_BELOW = 20
+RESTOCK_AMOUNT = 200
+REVENUE_STATUSES = ("paid", "shipped", "delivered")
+
+
+def refresh_product_cache(Sessions: sessionmaker, redis_client: redis.Redis) -> int:
+    """Warm the cache with the best sellers and the first product page."""
+    started = time.perf_counter()
+    sold = func.sum(OrderItem.quantity)
+    with Sessions() as session:
+        top = session.scalars(
+            select(Product).join(OrderItem, OrderItem.product_id == Product.id)
+            .group_by(Product.id).order_by(sold.desc()).limit(TOP_PRODUCTS)).all()
+        first_page = session.scalars(select(Product).order_by(Product.id).limit(20)).all()
+        listing = {"products": [product_to_dict(p) for p in first_page],
+                   "limit": 20, "offset": 0}
+        entries = {product_key(p.id): product_to_dict(p) for p in top}
+    try:
+        pipe = redis_client.pipeline(transaction=False)
+        for key, value in entries.items():
+            pipe.setex(key, PRODUCT_TTL, json.dumps(value))
+        pipe.setex(product_list_key(None, 20, 0), PRODUCT_LIST_TTL, json.dumps(listing))
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.error("cache refresh failed, redis unavailable: %s", exc)
+        raise
+    logger.info("cache refresh: warmed %d product entries in %.0f ms",
+                len(entries) + 1, (time.perf_counter() - started) * 1000)
+    return len(entries) + 1
+
+
+def nightly_sales_report(Sessions: sessionmaker) -> int:
+    """Aggregate revenue and the top category into a ``sales_reports`` row."""
+    started = time.perf_counter()
+    revenue = func.sum(OrderItem.quantity * OrderItem.unit_price_cents)
+    with Sessions.begin() as session:
+        orders, total = session.execute(
+            select(func.count(Order.id), func.coalesce(func.sum(Order.total_cents), 0))
+            .where(Order.status.in_(REVENUE_STATUSES))).one()
+        top_category = session.scalar(
+            select(Product.category)
+            .join(OrderItem, OrderItem.product_id == Product.id)
+            .join(Order, Order.id == OrderItem.order_id)
+            .where(Order.status.in_(REVENUE_STATUSES))
+            .group_by(Product.category).order_by(revenue.desc()).limit(1))
+        report = SalesReport(generated_at=utcnow(), orders=orders, revenue_cents=total,
+                             top_category=top_category)
+        session.add(report)
+        session.flush()
+        report_id = report.id
+    logger.info("nightly report #%d: %d orders, revenue %.2f, top category %s (%.0f ms)",
+                report_id, orders, total / 100, top_category,
+                (time.perf_counter() - started) * 1000)
+    return report_id
+
+
+def cleanup(Sessions: sessionmaker) -> dict:
+    """Cancel abandoned pending orders and keep only the latest reports."""
+    cutoff = utcnow() - ABANDONED_AFTER
+    with Sessions.begin() as session:
+        cancelled = session.execute(
+            update(Order).where(Order.status == "pending", Order.created_at < cutoff)
+            .values(status="cancelled")).rowcount
+        keep = select(SalesReport.id).order_by(SalesReport.id.desc()).limit(KEEP_REPORTS)
+        pruned = session.execute(
+            delete(SalesReport).where(SalesReport.id.not_in(keep.scalar_subquery()))
+        ).rowcount
+    if cancelled or pruned:
+        logger.info("cleanup: cancelled %d abandoned orders, pruned %d old reports",
+                    cancelled, pruned)
+    else:
+        logger.info("cleanup: nothing to do")
+    return {"cancelled_orders": cancelled, "pruned_reports": pruned}
+
+
+def restock(Sessions: sessionmaker) -> int:
+    """A supplier delivery for every product running low."""
+    with Sessions.begin() as session:
+        restocked = session.execute(
+            update(Product).where(Product.stock < RESTOCK_BELOW)
+            .values(stock=Product.stock + RESTOCK_AMOUNT)).rowcount
+    if restocked:
+        logger.warning("restock: %d products were below %d units; ordered %d each",
+                       restocked, RESTOCK_BELOW, RESTOCK_AMOUNT)
+    return restocked
+
+
+def reconcile_payments(Sessions: sessionmaker, rng: random.Random) -> int:
+    """Compare paid orders with the payment provider; the provider is unreliable."""
+    with Sessions() as session:
+        paid = session.scalar(select(func.count()).select_from(Order)
+                              .where(Order.status == "paid")) or 0
+    if rng.random() < RECONCILE_FAILURE_RATE:
+        logger.error("payment reconciliation failed: provider returned HTTP 502 "
+                     "for batch of %d paid orders", paid)
+        raise RuntimeError("payment provider returned HTTP 502")
+    logger.info("payment reconciliation: %d paid orders match the provider", paid)
+    return paid
+
+
+def create_scheduler(engine: Engine, redis_client: redis.Redis | None) -> BackgroundScheduler:
+    """A scheduler with the shop's jobs added; the caller starts it."""
+    Sessions = sessionmaker(engine, expire_on_commit=False)
+    scheduler = BackgroundScheduler(
+        daemon=True, timezone=timezone.utc,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    now = datetime.now(timezone.utc)
+    if redis_client is not None:
+        scheduler.add_job(refresh_product_cache, "interval", seconds=CACHE_REFRESH_SECONDS,
+                          args=[Sessions, redis_client], id="cache_refresh",
+                          name="Refresh product cache", next_run_time=now + timedelta(seconds=2))
+    scheduler.add_job(nightly_sales_report, "interval", seconds=REPORT_SECONDS,
+                      args=[Sessions], id="nightly_report", name="Nightly sales report",
+                      next_run_time=now + timedelta(seconds=10))
+    scheduler.add_job(cleanup, "interval", seconds=CLEANUP_SECONDS, args=[Sessions],
+                      id="cleanup", name="Cancel abandoned orders, prune reports")
+    scheduler.add_job(restock, "interval", seconds=RESTOCK_SECONDS, args=[Sessions],
+                      id="restock", name="Restock low inventory")
+    scheduler.add_job(reconcile_payments, "interval", seconds=RECONCILE_SECONDS,
+                      args=[Sessions, random.Random()], id="reconcile_payments",
+                      name="Reconcile payments", next_run_time=now + timedelta(seconds=15))
+    return scheduler

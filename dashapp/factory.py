@@ -1,0 +1,192 @@
+"""`create_app()`: settings -> store -> Redis -> Flask (+ REST API) -> Dash.
+
+No work happens at import time; every collaborator hangs off one `Ops`
+object in `server.extensions["ops"]` so tests can build and close as many
+apps as they like.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import dash
+from flask import jsonify, redirect, request
+from flask_openapi3 import Info, OpenAPI
+from werkzeug.exceptions import HTTPException
+
+from dashapp.config import ROOT, Settings, SettingsError, load_settings
+from dashapp.store import Store
+from dashapp.store.redis import RedisHandle
+
+logger = logging.getLogger(__name__)
+
+ASSETS_DIR = ROOT / "assets"
+PAGES_DIR = ROOT / "pages"
+
+
+class StartupError(Exception):
+    """The console cannot start; the message says why in one line."""
+
+
+@dataclass
+class Ops:
+    """Everything a route, page or service may need, built once per app."""
+    settings: Settings
+    store: Store
+    redis: RedisHandle
+    users: Any
+    stylesheets: list[str] = field(default_factory=list)
+    generated_admin_password: str | None = None
+    demo: Any = None
+    _closed: bool = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.demo is not None:
+            try:
+                self.demo.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                logger.exception("demo did not stop cleanly")
+        self.redis.close()
+        self.store.close()
+
+
+def _stylesheets() -> list[str]:
+    """The vendored CSS files, in the order Dash itself loads them."""
+    if not ASSETS_DIR.exists():
+        return []
+    files = sorted(p.relative_to(ASSETS_DIR).as_posix()
+                   for p in ASSETS_DIR.rglob("*.css"))
+    return [f"/assets/{name}" for name in files]
+
+
+def _open_store(settings: Settings) -> Store:
+    store = Store(settings.store_url)
+    if settings.run_migrations:
+        try:
+            store.upgrade()
+        except Exception as exc:  # noqa: BLE001 - turned into one clear line
+            from dashapp.store import _short_error
+            store.close()
+            raise StartupError(
+                f"OPS_DATABASE_URL: cannot prepare the store ({_short_error(exc)})"
+            ) from None
+    return store
+
+
+def _register_api(server: OpenAPI) -> None:
+    from dashapp.api import BLUEPRINTS
+    from dashapp.api.common import error
+    from dashapp.security.roles import requires
+
+    for bp in BLUEPRINTS:
+        server.register_api(bp)
+
+    @server.get("/api/openapi.json", doc_ui=False)
+    @requires("viewer")
+    def openapi_json():
+        return jsonify(server.api_doc)
+
+    @server.get("/api/docs", doc_ui=False)
+    @requires("viewer")
+    def api_docs():
+        return redirect("/api/docs/swagger")
+
+    # flask-openapi3's own doc routes (UI, static files, its JSON): signed-in.
+    overrides = {name: "viewer" for name in server.view_functions
+                 if name.startswith(("openapi.", "swagger."))}
+    server.config["OPS_ACCESS_OVERRIDES"] = overrides
+
+    def is_api() -> bool:
+        return request.path == "/api" or request.path.startswith("/api/")
+
+    @server.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if not is_api():
+            return exc
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error(exc.code or 500, code, exc.description or exc.name)
+
+    @server.errorhandler(Exception)
+    def unhandled(exc: Exception):
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        if is_api():
+            return error(500, "internal_error",
+                         "The console hit an unexpected error; it has been logged.")
+        return ("<h1>Something went wrong</h1><p>The error has been logged.</p>", 500)
+
+
+def _layout():
+    from flask import has_request_context
+    from dashapp.ui.shell import build_shell
+    username = role = None
+    if has_request_context():
+        from dashapp.security.auth import current_principal
+        principal = current_principal()
+        if principal is not None:
+            username, role = principal.username, principal.role
+    return build_shell(dash.page_container, username=username, role=role)
+
+
+def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
+    """Build the console. Raises SettingsError/StartupError with one line."""
+    from dashapp.api.common import validation_error_response
+    from dashapp.security.auth import UserService, init_auth
+    from dashapp.security.views import bp as auth_views
+
+    settings = settings or load_settings(**overrides)
+    settings.ensure_instance()
+    store = _open_store(settings)
+    redis = RedisHandle(settings.redis_url, settings.instance_dir)
+    users = UserService(store)
+    try:
+        generated = users.ensure_admin(settings.admin_user, settings.admin_password)
+    except Exception as exc:  # noqa: BLE001
+        redis.close()
+        store.close()
+        raise StartupError(f"OPS_DATABASE_URL: cannot create the admin account ({exc})") from None
+
+    server = OpenAPI(
+        "dashapp",
+        info=Info(title="Ops Console API", version=_version(),
+                  description="Every page of the console reads the same services "
+                              "these routes call. Authenticate with a session "
+                              "cookie or 'Authorization: Bearer <token>' "
+                              "from POST /api/auth/token."),
+        security_schemes={
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {"type": "apiKey", "in": "cookie", "name": "session"},
+        },
+        doc_prefix="/api/docs", doc_url="/openapi.json",
+        validation_error_status=400,
+        validation_error_callback=validation_error_response,
+    )
+    server.secret_key = settings.resolved_secret_key()
+    server.config["SESSION_COOKIE_SECURE"] = settings.env == "production"
+    ops = Ops(settings=settings, store=store, redis=redis, users=users,
+              stylesheets=_stylesheets(), generated_admin_password=generated)
+    server.extensions["ops"] = ops
+
+    init_auth(server, users)
+    server.register_blueprint(auth_views)
+    _register_api(server)
+
+    app = dash.Dash(
+        __name__, server=server, use_pages=True, pages_folder=str(PAGES_DIR),
+        assets_folder=str(ASSETS_DIR), title="Ops Console",
+        suppress_callback_exceptions=True, serve_locally=True,
+        update_title=None,
+    )
+    app.layout = _layout
+    return app
+
+
+def _version() -> str:
+    from dashapp import __version__
+    return __version__
+
+
+__all__ = ["create_app", "Ops", "StartupError", "SettingsError"]

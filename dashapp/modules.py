@@ -1,0 +1,44 @@
+"""The console's modules: one registry that the sidebar, the overview and the
+placeholder pages all read, so a module cannot appear in one and not another."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Module:
+    key: str          # short id, used in component ids and API prefixes
+    title: str        # shown in the sidebar and page headers
+    path: str         # the page's URL path
+    icon: str         # Bootstrap Icons class name (without the "bi-" prefix)
+    summary: str      # one line: what the page is for
+    issue: int | None  # the issue that builds it (None: built by the foundation)
+    built: bool = False
+
+
+MODULES: tuple[Module, ...] = (
+    Module("overview", "Overview", "/", "speedometer2",
+           "Health of every module at a glance.", None, built=True),
+    Module("cache", "Cache", "/cache", "lightning-charge",
+           "Hit rates per namespace, browse, inspect and clear keys.", 4),
+    Module("queries", "SQL queries", "/queries", "database",
+           "Slow and frequent SQL, plans and index suggestions.", 3),
+    Module("endpoints", "API metrics", "/endpoints", "graph-up",
+           "Throughput, latency percentiles and errors per endpoint.", 3),
+    Module("jobs", "Background jobs", "/jobs", "gear-wide-connected",
+           "Running, scheduled and failed jobs; retry and cancel.", 5),
+    Module("redis", "Redis server", "/redis", "hdd-stack",
+           "Memory, clients, keyspace, slowlog and advice.", 4),
+    Module("models", "ML models", "/models", "cpu",
+           "Model metrics over time, feature importance and drift.", 6),
+    Module("logs", "Logs", "/logs", "journal-text",
+           "Live log stream with filters and search.", 6),
+    Module("backups", "Backups", "/backups", "archive",
+           "Database backups, restores and restore drills.", 5),
+    Module("config", "Configuration", "/config", "sliders",
+           "Edit, validate and roll back configuration files.", 5),
+    Module("profiler", "Profiler", "/profiler", "stopwatch",
+           "CPU and memory profiles with hotspots.", 6),
+)
+
+BY_KEY = {m.key: m for m in MODULES}

