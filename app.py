@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     # The dev server logs every request at INFO; keep the terminal readable.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    for noisy in ("alembic", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, settings_level(settings)))
 
     if args.reset_admin_password:
         _reset_admin_password(settings)
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> None:
         app.run(host=args.host, port=args.port, debug=False)
     finally:
         ops.close()
+
+
+def settings_level(settings) -> int:
+    return logging.getLevelName(settings.log_level)
 
 
 def _reset_admin_password(settings) -> None:

@@ -7,6 +7,7 @@ apps as they like.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from dashapp.store.redis import RedisHandle
 logger = logging.getLogger(__name__)
 
 ASSETS_DIR = ROOT / "assets"
+DEMO_STATS_INTERVAL = 3.0  # seconds between the demo's published figures
 PAGES_DIR = ROOT / "pages"
 
 
@@ -39,12 +41,14 @@ class Ops:
     stylesheets: list[str] = field(default_factory=list)
     generated_admin_password: str | None = None
     demo: Any = None
+    _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
         if self.demo is not None:
             try:
                 self.demo.stop()
@@ -181,7 +185,38 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
         update_title=None,
     )
     app.layout = _layout
+    if settings.demo:
+        _start_demo(ops)
     return app
+
+
+def _start_demo(ops: Ops) -> None:
+    """Run the demo shop in this process and publish its figures to Redis.
+
+    Under several workers only the first to bind the demo port runs it; the
+    others read the figures it publishes, so every worker shows the same.
+    """
+    from dashapp.demo import DemoApp
+    from dashapp.services.overview import publish_demo_stats
+    settings = ops.settings
+    demo = DemoApp(settings.demo_dir, ops.redis.client, port=settings.demo_port,
+                   rps=settings.demo_rps)
+    try:
+        demo.start()
+    except RuntimeError as exc:
+        logger.warning("demo not started in this process: %s", exc)
+        return
+    ops.demo = demo
+
+    def publish() -> None:
+        while not ops._stop.is_set():
+            try:
+                publish_demo_stats(ops.redis.client, demo.stats())
+            except Exception:  # noqa: BLE001 - a stats hiccup must not kill the loop
+                logger.exception("could not collect demo stats")
+            ops._stop.wait(DEMO_STATS_INTERVAL)
+
+    threading.Thread(target=publish, name="ops-demo-stats", daemon=True).start()
 
 
 def _version() -> str:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -25,9 +25,11 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .data import Order, open_shop_database
 from .jobs import create_scheduler
-from .ml import DemoModels, train_models
 from .shop import create_shop_app
 from .traffic import TrafficGenerator
+
+if TYPE_CHECKING:  # scikit-learn is imported when the demo starts, not on import
+    from .ml import DemoModels
 
 __all__ = ["DemoApp"]
 
@@ -114,6 +116,7 @@ class DemoApp:
         t0 = time.perf_counter()
         self.engine = open_shop_database(self.db_path)
         t1 = time.perf_counter()
+        from .ml import train_models  # scikit-learn takes a second or two to import
         self.models = train_models()
         t2 = time.perf_counter()
         self.timings.update(database_s=t1 - t0, training_s=t2 - t1)
@@ -219,7 +222,10 @@ class DemoApp:
         return sum(f.stat().st_size for f in files if f.exists())
 
     def stats(self) -> dict[str, Any]:
-        """Traffic counters, order count, database size, models and jobs."""
+        """Traffic counters, order count, database size, models and jobs.
+
+        A part that is not running is None, so readers can say so.
+        """
         orders = None
         if self.engine is not None:
             try:
@@ -227,8 +233,9 @@ class DemoApp:
                     orders = session.scalar(select(func.count()).select_from(Order))
             except Exception as exc:  # noqa: BLE001 - stats must not raise
                 logger.warning("could not count orders: %s", exc)
-        jobs = []
+        jobs = None
         if self.scheduler is not None:
+            jobs = []
             for job in self.scheduler.get_jobs():
                 next_run = job.next_run_time
                 jobs.append({"id": job.id, "name": job.name,
@@ -237,11 +244,11 @@ class DemoApp:
         return {
             "running": self.running,
             "url": self.url,
-            "database_url": self.database_url,
-            "log_file": str(self.log_file),
             "traffic": self.traffic.counters() if self.traffic is not None else None,
-            "orders": orders,
-            "db_bytes": self._db_bytes(),
+            "database": None if self.engine is None else {
+                "url": self.database_url, "orders": orders, "size_bytes": self._db_bytes()},
+            "log": {"path": str(self.log_file),
+                    "size_bytes": self.log_file.stat().st_size if self.log_file.exists() else 0},
             "models": [m.summary() for m in self.models] if self.models else [],
             "jobs": jobs,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},

@@ -52,8 +52,8 @@ def refresh_product_cache(Sessions: sessionmaker, redis_client: redis.Redis) -> 
     try:
         pipe = redis_client.pipeline(transaction=False)
         for key, value in entries.items():
-            pipe.setex(key, PRODUCT_TTL, json.dumps(value))
-        pipe.setex(product_list_key(None, 20, 0), PRODUCT_LIST_TTL, json.dumps(listing))
+            pipe.set(key, json.dumps(value), ex=PRODUCT_TTL)
+        pipe.set(product_list_key(None, 20, 0), json.dumps(listing), ex=PRODUCT_LIST_TTL)
         pipe.execute()
     except redis.RedisError as exc:
         logger.error("cache refresh failed, redis unavailable: %s", exc)

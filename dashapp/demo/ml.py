@@ -55,7 +55,7 @@ class DemoModel:
 
     def summary(self) -> dict:
         return {"name": self.name, "version": self.version, "task": self.task,
-                "metric": self.metric, "score": round(self.eval_score, 4),
+                "metric_name": self.metric, "metric_value": round(self.eval_score, 4),
                 "n_features": len(self.feature_names),
                 "n_eval": int(len(self.y_eval)),
                 "trained_at": self.trained_at.isoformat(timespec="seconds"),

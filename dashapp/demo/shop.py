@@ -8,8 +8,8 @@ habits the console exists to catch:
 * ``GET /search`` runs ``LIKE '%q%'``, which no index can serve;
 * ``GET /reports/slow`` is slow and ``GET /flaky`` fails ~20% of the time.
 
-Product reads are cached in Redis with plain ``get``/``setex`` (keys start
-with ``demo:cache:``). When Redis is down the shop serves from the database
+Product reads are cached in Redis with plain ``GET`` and ``SET ... EX`` (keys
+start with ``demo:cache:``). When Redis is down the shop serves from the database
 and logs a warning.
 """
 from __future__ import annotations
@@ -19,16 +19,18 @@ import logging
 import math
 import random
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, jsonify, request
 from sqlalchemy import Engine, func, select, text, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
 from .data import ORDER_STATUSES, Customer, Order, OrderItem, Product, utcnow
-from .ml import DemoModels
+
+if TYPE_CHECKING:
+    from .ml import DemoModels
 
 logger = logging.getLogger("demo.shop")
 
@@ -76,35 +78,65 @@ def order_to_dict(order: Order, items: list[OrderItem] | None = None) -> dict:
     return body
 
 
-# ----- cache helpers: Redis trouble is logged, never raised ---------------
-def cache_get(client: redis.Redis | None, key: str) -> Any | None:
-    """The cached JSON value at ``key``, or None on a miss or a Redis outage."""
-    if client is None:
-        return None
-    try:
-        raw = client.get(key)
-    except redis.RedisError as exc:
-        logger.warning("cache read failed for %s, using the database: %s", key, exc)
-        return None
-    return None if raw is None else json.loads(raw)
+# ----- cache: Redis trouble is logged, never raised --------------------------
+class JsonCache:
+    """JSON values in Redis with plain GET / SET EX; the database is the fallback.
 
+    After a Redis error the cache is bypassed for ``retry_after`` seconds, so
+    an outage costs one slow call and one warning, not one per request.
+    """
 
-def cache_set(client: redis.Redis | None, key: str, value: Any, ttl: int) -> None:
-    if client is None:
-        return
-    try:
-        client.setex(key, ttl, json.dumps(value))
-    except redis.RedisError as exc:
-        logger.warning("cache write failed for %s: %s", key, exc)
+    def __init__(self, client: redis.Redis | None, retry_after: float = 5.0) -> None:
+        self.client = client
+        self.retry_after = retry_after
+        self._down_until = 0.0
 
+    def _available(self) -> bool:
+        return self.client is not None and time.monotonic() >= self._down_until
 
-def cache_delete(client: redis.Redis | None, *keys: str) -> None:
-    if client is None or not keys:
-        return
-    try:
-        client.delete(*keys)
-    except redis.RedisError as exc:
-        logger.warning("cache invalidation failed for %d keys: %s", len(keys), exc)
+    def _failed(self, action: str, key: str, exc: Exception) -> None:
+        self._down_until = time.monotonic() + self.retry_after
+        logger.warning("cache %s failed for %s, using the database for %.0f s: %s",
+                       action, key, self.retry_after, exc)
+
+    def ping(self) -> bool | None:
+        """Redis reachability for /health: None without Redis, False while down."""
+        if self.client is None:
+            return None
+        if not self._available():
+            return False
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError as exc:
+            self._failed("ping", "-", exc)
+            return False
+
+    def get(self, key: str) -> Any | None:
+        """The cached value, or None on a miss or while Redis is unavailable."""
+        if not self._available():
+            return None
+        try:
+            raw = self.client.get(key)
+        except redis.RedisError as exc:
+            self._failed("read", key, exc)
+            return None
+        return None if raw is None else json.loads(raw)
+
+    def set(self, key: str, value: Any, ttl: int) -> None:
+        if not self._available():
+            return
+        try:
+            self.client.set(key, json.dumps(value), ex=ttl)
+        except redis.RedisError as exc:
+            self._failed("write", key, exc)
+
+    def delete(self, *keys: str) -> None:
+        if not keys or not self._available():
+            return
+        try:
+            self.client.delete(*keys)
+        except redis.RedisError as exc:
+            self._failed("invalidation", keys[0], exc)
 
 
 # ----- request parsing -----------------------------------------------------
@@ -179,7 +211,8 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False
     Sessions = sessionmaker(engine, expire_on_commit=False)
-    flaky_random = random.Random()
+    cache = JsonCache(redis_client)
+    rng = random.Random()
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -204,19 +237,13 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
 
     @app.get("/health")
     def health():
-        checks = {"database": True, "redis": None}
+        checks = {"database": True, "redis": cache.ping()}
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - any DB failure means unhealthy
             logger.error("health check: database unavailable: %s", exc)
             checks["database"] = False
-        if redis_client is not None:
-            try:
-                checks["redis"] = bool(redis_client.ping())
-            except redis.RedisError as exc:
-                logger.warning("health check: redis unavailable: %s", exc)
-                checks["redis"] = False
         if not checks["database"]:
             status = "down"
         else:
@@ -229,7 +256,7 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
         limit = _int_arg("limit", 20, 1, 100)
         offset = _int_arg("offset", 0, 0, 1_000_000)
         key = product_list_key(category, limit, offset)
-        cached = cache_get(redis_client, key)
+        cached = cache.get(key)
         if cached is not None:
             return jsonify(cached)
         query = select(Product).order_by(Product.id).limit(limit).offset(offset)
@@ -238,13 +265,13 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
         with Sessions() as session:
             body = {"products": [product_to_dict(p) for p in session.scalars(query)],
                     "limit": limit, "offset": offset}
-        cache_set(redis_client, key, body, PRODUCT_LIST_TTL)
+        cache.set(key, body, PRODUCT_LIST_TTL)
         return jsonify(body)
 
     @app.get("/products/<int:product_id>")
     def get_product(product_id: int):
         key = product_key(product_id)
-        cached = cache_get(redis_client, key)
+        cached = cache.get(key)
         if cached is not None:
             return jsonify(cached)
         with Sessions() as session:
@@ -252,7 +279,7 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
             if product is None:
                 raise ApiError(404, "not_found", f"product {product_id} does not exist")
             body = product_to_dict(product)
-        cache_set(redis_client, key, body, PRODUCT_TTL)
+        cache.set(key, body, PRODUCT_TTL)
         return jsonify(body)
 
     @app.get("/customers/<int:customer_id>/orders")
@@ -314,8 +341,8 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
             session.add(order)
             session.flush()
             body = order_to_dict(order, order.items)
-        cache_delete(redis_client, *(product_key(pid) for pid in wanted))
-        logger.info("order %d placed by customer %d: %d items, total %.2f",
+        cache.delete(*(product_key(pid) for pid in wanted))
+        logger.info("order %d placed by customer %d: %d product(s), total %.2f",
                     body["id"], customer_id, len(wanted), body["total"])
         return jsonify(body), 201
 
@@ -337,7 +364,7 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
     def slow_report():
         """Revenue per category and month; padded to feel like a cold warehouse query."""
         started = time.perf_counter()
-        target = flaky_random.uniform(0.3, 0.8)
+        target = rng.uniform(0.3, 0.8)
         month = func.strftime("%Y-%m", Order.created_at)
         revenue = func.sum(OrderItem.quantity * OrderItem.unit_price_cents)
         query = (select(Product.category, month.label("month"), revenue.label("revenue"),
@@ -364,7 +391,7 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
 
     @app.get("/flaky")
     def flaky():
-        if flaky_random.random() < FLAKY_FAILURE_RATE:
+        if rng.random() < FLAKY_FAILURE_RATE:
             raise RuntimeError("payment gateway timed out after 2000 ms")
         return jsonify({"status": "ok", "gateway": "payments"})
 

@@ -25,6 +25,7 @@ COUNTERS = ("sent", "ok", "client_errors", "server_errors", "failed_to_connect")
 SEARCH_TERMS = ("mug", "lamp", "oak", "steel", "linen", "teapot", "wool", "bag",
                 "lantern", "copper", "vintage", "xyzzy")
 ORDER_STATUSES = ("pending", "paid", "shipped", "delivered", "cancelled")
+REDIS_RETRY_AFTER = 5.0
 N_PRODUCTS = 200
 N_CUSTOMERS = 1_000
 
@@ -52,6 +53,8 @@ class TrafficGenerator:
         self._started_at: datetime | None = None
         self._examples: dict[str, list[float]] = {}
         self._unreachable = False
+        self._redis_down_until = 0.0
+        self._mirror_stale = False  # True after a Redis error: resend every counter
         # Popular products get most of the reads, so the cache has hits.
         self._product_weights = [1.0 / (rank ** 0.9) for rank in range(1, N_PRODUCTS + 1)]
         self._mix: list[tuple[Callable[[], Request], int]] = [
@@ -72,7 +75,6 @@ class TrafficGenerator:
             return
         self._stop.clear()
         self._started_at = datetime.now(timezone.utc)
-        self._mirror_reset()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
         self._thread.start()
         logger.info("traffic generator started: %.1f req/s against %s",
@@ -101,6 +103,7 @@ class TrafficGenerator:
 
     def _run(self) -> None:
         interval = 1.0 / self.rps
+        self._mirror_reset()
         next_at = time.monotonic()
         with requests.Session() as http:
             while not self._stop.is_set():
@@ -150,17 +153,28 @@ class TrafficGenerator:
             self._counts[bucket] += 1
             if latency_ms is not None:
                 self._last_latency_ms = round(latency_ms, 2)
-        if self.redis is None:
+            snapshot = dict(self._counts)
+        if self.redis is None or time.monotonic() < self._redis_down_until:
             return
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.hincrby(REDIS_KEY, "sent", 1)
-            pipe.hincrby(REDIS_KEY, bucket, 1)
+            if self._mirror_stale:
+                pipe.hset(REDIS_KEY, mapping=snapshot)  # catch up after an outage
+            else:
+                pipe.hincrby(REDIS_KEY, "sent", 1)
+                pipe.hincrby(REDIS_KEY, bucket, 1)
             if latency_ms is not None:
                 pipe.hset(REDIS_KEY, "last_latency_ms", round(latency_ms, 2))
             pipe.execute()
+            self._mirror_stale = False
         except redis.RedisError:
-            pass  # the mirror is best effort; local counters stay exact
+            self._mirror_failed()
+
+    def _mirror_failed(self) -> None:
+        """Skip the mirror for a while rather than stall requests on a dead Redis;
+        the local counters stay exact and are resent when Redis is back."""
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_AFTER
+        self._mirror_stale = True
 
     def _mirror_reset(self) -> None:
         if self.redis is None:
@@ -174,7 +188,7 @@ class TrafficGenerator:
                 "rps": self.rps})
             pipe.execute()
         except redis.RedisError:
-            pass
+            self._mirror_failed()
 
     # ----- the request mix ----------------------------------------------------
     def _product_id(self) -> int:

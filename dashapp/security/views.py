@@ -55,7 +55,8 @@ def login():
     username = (request.form.get("username") or "").strip()[:64]
     password = request.form.get("password") or ""
     sent = request.form.get("csrf_token") or ""
-    if not hmac.compare_digest(sent, session.get("ops_login_csrf", "")):
+    expected = session.get("ops_login_csrf") or ""
+    if not expected or not hmac.compare_digest(sent, expected):
         return _render("Your sign-in form expired. Please try again.", username, 400)
     if not username or not password:
         return _render("Enter your username and password.", username, 400)
