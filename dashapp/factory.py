@@ -184,6 +184,9 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
         suppress_callback_exceptions=True, serve_locally=True,
         update_title=None,
     )
+    from dashapp.ui.shell import index_string
+    # The theme boot script in <head>: no flash of the wrong theme on load.
+    app.index_string = index_string(app.get_asset_url("00-theme-boot.js"))
     app.layout = _layout
     if settings.demo:
         _start_demo(ops)
@@ -197,7 +200,7 @@ def _start_demo(ops: Ops) -> None:
     others read the figures it publishes, so every worker shows the same.
     """
     from dashapp.demo import DemoApp
-    from dashapp.services.overview import publish_demo_stats
+    from dashapp.services.overview import publish_demo_stats, record_traffic_sample
     settings = ops.settings
     demo = DemoApp(settings.demo_dir, ops.redis.client, port=settings.demo_port,
                    rps=settings.demo_rps)
@@ -211,7 +214,9 @@ def _start_demo(ops: Ops) -> None:
     def publish() -> None:
         while not ops._stop.is_set():
             try:
-                publish_demo_stats(ops.redis.client, demo.stats())
+                stats = demo.stats()
+                publish_demo_stats(ops.redis.client, stats)
+                record_traffic_sample(ops.redis.client, stats.get("traffic"))
             except Exception:  # noqa: BLE001 - a stats hiccup must not kill the loop
                 logger.exception("could not collect demo stats")
             ops._stop.wait(DEMO_STATS_INTERVAL)

@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any
 
+import pandas as pd
 import psutil
 import redis as redis_lib
 
@@ -21,6 +22,9 @@ from dashapp.modules import MODULES
 logger = logging.getLogger(__name__)
 
 DEMO_STATS_KEY = "ops:demo:stats"
+DEMO_SERIES_KEY = "ops:demo:traffic-series"
+SERIES_SAMPLES = 240  # at one sample per 3 s: the last 12 minutes
+RATE_WINDOW = 5       # samples per rate: ~15 s
 _PROCESS_STARTED = time.time()
 
 
@@ -67,6 +71,58 @@ def publish_demo_stats(client: redis_lib.Redis, stats: dict, ttl: int = 30) -> N
         client.set(DEMO_STATS_KEY, json.dumps(stats, default=str), ex=ttl)
     except (redis_lib.RedisError, OSError) as exc:
         logger.debug("could not publish demo stats: %s", exc)
+
+
+def record_traffic_sample(client: redis_lib.Redis, traffic: dict | None,
+                          now: float | None = None) -> None:
+    """Append the demo's cumulative traffic counters to a capped Redis list."""
+    if not traffic:
+        return
+    sample = {"t": now if now is not None else time.time(),
+              **{k: int(traffic.get(k) or 0) for k in
+                 ("sent", "ok", "client_errors", "server_errors", "failed_to_connect")}}
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.rpush(DEMO_SERIES_KEY, json.dumps(sample))
+        pipe.ltrim(DEMO_SERIES_KEY, -SERIES_SAMPLES, -1)
+        pipe.execute()
+    except (redis_lib.RedisError, OSError) as exc:
+        logger.debug("could not record traffic sample: %s", exc)
+
+
+def traffic_series(client: redis_lib.Redis) -> pd.DataFrame:
+    """Requests and errors per second between consecutive samples.
+
+    Columns: time (UTC), requests_per_s, errors_per_s (5xx), client_errors_per_s.
+    Empty when the demo has not published two samples yet or Redis is down.
+    """
+    columns = ["time", "requests_per_s", "errors_per_s", "client_errors_per_s"]
+    try:
+        raw = client.lrange(DEMO_SERIES_KEY, 0, -1)
+    except (redis_lib.RedisError, OSError):
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for item in raw:
+        try:
+            rows.append(json.loads(item))
+        except ValueError:
+            continue
+    if len(rows) < 2:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows).sort_values("t").reset_index(drop=True)
+    # Rates over a window of a few samples: per-sample deltas of a 3 req/s
+    # generator are too jumpy to read.
+    lag = min(RATE_WINDOW, len(df) - 1)
+    dt = df["t"] - df["t"].shift(lag)
+    out = pd.DataFrame({
+        "time": pd.to_datetime(df["t"], unit="s", utc=True),
+        "requests_per_s": (df["sent"] - df["sent"].shift(lag)) / dt,
+        "errors_per_s": (df["server_errors"] - df["server_errors"].shift(lag)) / dt,
+        "client_errors_per_s": (df["client_errors"] - df["client_errors"].shift(lag)) / dt,
+    }).iloc[lag:]
+    # A restart of the demo resets its counters: drop the negative steps.
+    out = out[(dt.iloc[lag:] > 0) & (out["requests_per_s"] >= 0)]
+    return out.reset_index(drop=True)
 
 
 def _fmt_bytes(n: float | None) -> str | None:
@@ -128,7 +184,7 @@ def _build_card(module, rinfo, demo, traffic, rss, cpu) -> dict[str, Any]:
         if redis_down:
             return _card(module, value="down", label="Redis", status="error",
                          detail="Redis is unavailable", source="Redis INFO")
-        return _card(module, value=rinfo["used_memory_human"], label="memory used",
+        return _card(module, value=_fmt_bytes(rinfo["used_memory"]), label="memory used",
                      status="ok", source="Redis INFO",
                      detail=f"{rinfo['ops_per_sec']} ops/s · "
                             f"{rinfo['connected_clients']} clients · v{rinfo['version']}")
@@ -163,9 +219,11 @@ def _build_card(module, rinfo, demo, traffic, rss, cpu) -> dict[str, Any]:
         jobs = (demo or {}).get("jobs")
         if jobs is None:
             return _card(module, detail="Demo scheduler not running")
+        upcoming = sorted((j for j in jobs if j.get("next_run_time")),
+                          key=lambda j: j["next_run_time"])
+        detail = f"next: {upcoming[0].get('name') or upcoming[0].get('id')}" if upcoming else None
         return _card(module, value=str(len(jobs)), label="scheduled demo jobs",
-                     source="demo scheduler",
-                     detail=", ".join(j.get("name") or j.get("id", "?") for j in jobs)[:120])
+                     source="demo scheduler", detail=detail)
     if module.key == "models":
         models = (demo or {}).get("models")
         if not models:

@@ -97,8 +97,12 @@ def build_template(theme: Theme) -> go.layout.Template:
     p = PALETTES[theme]
     layout = dict(
         font=dict(family=FONT_FAMILY, size=12, color=p["text_muted"]),
-        title=dict(font=dict(size=14, color=p["text"]), x=0, xanchor="left",
-                   y=0.97, yanchor="top", pad=dict(l=4)),
+        # horizontal anchors are "auto" (Plotly's default for titles; set
+        # explicitly for the legend, whose default is "left"): a figure that
+        # moves the title or legend (x=0, x=0.5) is then anchored on the
+        # matching side instead of hanging off the paper and squeezing the plot
+        title=dict(font=dict(size=14, color=p["text"]), x=0, y=0.97, yanchor="top",
+                   pad=dict(l=4)),
         paper_bgcolor=p["surface"],
         plot_bgcolor=p["surface"],
         colorway=p["colorway"],
@@ -107,7 +111,7 @@ def build_template(theme: Theme) -> go.layout.Template:
         xaxis=_axis(p),
         yaxis={**_axis(p), "showline": False},
         legend=dict(bgcolor="rgba(0,0,0,0)", font=dict(color=p["text_muted"]),
-                    orientation="h", x=0, xanchor="left", y=1.02,
+                    orientation="h", x=1, xanchor="auto", y=1.02,
                     yanchor="bottom", title=dict(text="")),
         hoverlabel=dict(bgcolor=p["surface"], bordercolor=p["border"],
                         font=dict(family=FONT_FAMILY, color=p["text"], size=12)),
