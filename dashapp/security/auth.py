@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashapp.security import audit
@@ -117,7 +118,11 @@ class UserService:
             generated = None
             if password is None:
                 generated = password = secrets.token_urlsafe(12)
-            self.create_user(username, password, "admin")
+            try:
+                self.create_user(username, password, "admin")
+            except IntegrityError:
+                # Another worker created it a moment ago; its password stands.
+                return self.ensure_admin(username, None if generated else password)
             logger.info("created admin account %r", username)
             return generated
         if password is not None and not check_password_hash(

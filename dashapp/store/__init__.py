@@ -15,6 +15,7 @@ from dashapp.config import ROOT
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = ROOT / "migrations"
+MIGRATION_LOCK_KEY = 0x0B5C0A50  # pg advisory lock id for schema upgrades
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -70,11 +71,27 @@ class Store:
             sess.close()
 
     def upgrade(self, revision: str = "head") -> None:
+        """Upgrade the schema; safe when several workers start at once."""
         from alembic import command
         cfg = alembic_config(self.url)
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        with self._migration_lock():
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Held until this transaction ends: one migrator at a time.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                 {"key": MIGRATION_LOCK_KEY})
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+
+    @contextmanager
+    def _migration_lock(self):
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            from dashapp.store.locks import file_lock
+            with file_lock(Path(url.database + ".migrate.lock")):
+                yield
+        else:
+            yield
 
     def downgrade(self, revision: str) -> None:
         from alembic import command

