@@ -1,4 +1,8 @@
 """Placeholder until issue #4 builds this module (see dashapp.modules)."""
-from dashapp.ui.placeholder import placeholder_page
+import dash
 
-layout = placeholder_page(__name__, "cache")
+from dashapp.ui.placeholder import page_options, placeholder_layout
+
+dash.register_page(__name__, **page_options("cache"))
+
+layout = placeholder_layout("cache")

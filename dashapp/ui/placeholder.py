@@ -1,17 +1,24 @@
-"""One helper for every page whose module is not built yet."""
+"""One helper for every page whose module is not built yet.
+
+Each page module still calls `dash.register_page` itself: Dash only imports
+files in pages/ whose text contains that call.
+"""
 from __future__ import annotations
 
-import dash
 from dash import html
 
 from dashapp.modules import BY_KEY, MODULES
 from dashapp.ui.components import not_built_card, page_header
 
 
-def placeholder_page(module_name: str, key: str) -> html.Div:
-    """Register the page for module `key` and return its honest layout."""
+def page_options(key: str) -> dict:
+    """The `dash.register_page` keyword arguments for module `key`."""
     module = BY_KEY[key]
-    dash.register_page(module_name, path=module.path,
-                       title=f"{module.title} · Ops Console", name=module.title,
-                       order=MODULES.index(module))
+    return {"path": module.path, "title": f"{module.title} · Ops Console",
+            "name": module.title, "order": MODULES.index(module)}
+
+
+def placeholder_layout(key: str) -> html.Div:
+    """The honest layout of a module that is not built yet."""
+    module = BY_KEY[key]
     return html.Div([page_header(module.title), not_built_card(module)])

@@ -1,0 +1,28 @@
+"""create_app(): every module has a page, every piece hangs off one Ops object."""
+from __future__ import annotations
+
+import dash
+
+from dashapp.modules import MODULES
+from tests.helpers import sign_in
+
+
+def test_every_module_has_a_registered_page(app):
+    paths = {page["path"] for page in dash.page_registry.values()}
+    assert {m.path for m in MODULES} <= paths
+
+
+def test_pages_are_served_after_sign_in(app, client):
+    sign_in(client)
+    for module in MODULES:
+        resp = client.get(module.path)
+        assert resp.status_code == 200, module.path
+        # The HTML shell loads only vendored, same-origin assets.
+        html = resp.get_data(as_text=True)
+        assert "cdn." not in html and "unpkg" not in html and "googleapis" not in html
+
+
+def test_close_is_idempotent(app):
+    ops = app.extensions["ops"]
+    ops.close()
+    ops.close()
