@@ -81,7 +81,13 @@ def test_overview_with_redis_down(settings, tmp_path):
         assert body["console"]["redis"]["ok"] is False
         assert body["console"]["store"]["ok"] is True
         # The page renders the outage as a card, not a traceback.
-        from pages import overview as page
+        # The module Dash itself loaded (importing pages.overview again would
+        # register the same path twice in Dash's global page registry).
+        import sys
+
+        import dash
+        page = sys.modules[next(p["module"] for p in dash.page_registry.values()
+                                if p["path"] == "/")]
         with app.server.test_request_context("/"):
             rendered = str(page.render()[2])
         assert "Redis is unavailable" in rendered
