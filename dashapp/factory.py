@@ -169,6 +169,8 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
         validation_error_callback=validation_error_response,
     )
     server.secret_key = settings.resolved_secret_key()
+    # Swagger UI would otherwise send the spec to validator.swagger.io.
+    server.config["SWAGGER_CONFIG"] = {"validatorUrl": None}
     server.config["SESSION_COOKIE_SECURE"] = settings.env == "production"
     ops = Ops(settings=settings, store=store, redis=redis, users=users,
               stylesheets=_stylesheets(), generated_admin_password=generated)

@@ -2,6 +2,6 @@
 
 Each module issue appends its blueprint here.
 """
-from dashapp.api import audit, auth, health, overview
+from dashapp.api import audit, auth, health, modules, overview
 
-BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp]
+BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp]

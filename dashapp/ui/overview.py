@@ -65,7 +65,7 @@ def _duration(seconds: float) -> str:
 def traffic_figure(df) -> go.Figure:
     """Demo requests and errors per second over the last minutes."""
     fig = go.Figure(layout={"template": "ops_light"})
-    if df is not None and len(df):
+    if df is not None and len(df) >= 2:
         fig.add_scatter(x=df["time"], y=df["requests_per_s"], name="requests/s",
                         mode="lines", line={"width": 2})
         fig.add_scatter(x=df["time"], y=df["errors_per_s"], name="5xx/s",

@@ -93,3 +93,11 @@ def test_overview_with_redis_down(settings, tmp_path):
         assert "Redis is unavailable" in rendered
     finally:
         app.server.extensions["ops"].close()
+
+
+def test_modules_endpoint_matches_the_sidebar(app, client):
+    from dashapp.modules import MODULES
+    body = client.get("/api/modules", headers=token_for(client, app)).get_json()
+    assert [m["path"] for m in body["modules"]] == [m.path for m in MODULES]
+    built = {m["key"] for m in body["modules"] if m["built"]}
+    assert built == {"overview"}

@@ -1,0 +1,34 @@
+"""/api/modules: which modules exist, where their pages are, which are built."""
+from __future__ import annotations
+
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
+
+from dashapp.api.common import AUTH_ERRORS, SECURITY
+from dashapp.modules import MODULES
+from dashapp.security.roles import requires
+
+bp = APIBlueprint("api_modules", __name__, url_prefix="/api",
+                  abp_tags=[Tag(name="overview", description="Every module at a glance")])
+
+
+class ModuleInfo(BaseModel):
+    key: str
+    title: str
+    path: str
+    summary: str
+    built: bool
+    issue: int | None
+
+
+class ModuleList(BaseModel):
+    modules: list[ModuleInfo]
+
+
+@bp.get("/modules", responses={200: ModuleList, **AUTH_ERRORS}, security=SECURITY)
+@requires("viewer")
+def list_modules():
+    """The console's modules in sidebar order; `built` is false until its issue lands."""
+    return {"modules": [{"key": m.key, "title": m.title, "path": m.path,
+                         "summary": m.summary, "built": m.built, "issue": m.issue}
+                        for m in MODULES]}
