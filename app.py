@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> None:
                      "(forgot it? python app.py --reset-admin-password)")
     if ops.demo is not None:
         lines.append(f"  Demo app: {ops.demo.url} (traffic {settings.demo_rps:g} req/s)")
+    redis_state = ops.redis.ping()
+    if not redis_state["ok"]:
+        lines.append(f"  Warning:  Redis is unreachable ({redis_state['error']}); "
+                     "the console runs degraded until it returns")
     lines.append(f"  Ready in {time.monotonic() - START:.1f} s. Ctrl+C to stop.")
     print("\n".join(lines) + "\n", flush=True)
 
