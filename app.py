@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
                      "(forgot it? python app.py --reset-admin-password)")
     if ops.demo is not None:
         lines.append(f"  Demo app: {ops.demo.url} (traffic {settings.demo_rps:g} req/s)")
+    elif ops.demo_error:
+        lines.append(f"  Demo app: not started: {ops.demo_error}")
     redis_state = ops.redis.ping()
     if not redis_state["ok"]:
         lines.append(f"  Warning:  Redis is unreachable ({redis_state['error']}); "

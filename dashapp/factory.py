@@ -41,6 +41,7 @@ class Ops:
     stylesheets: list[str] = field(default_factory=list)
     generated_admin_password: str | None = None
     demo: Any = None
+    demo_error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -210,6 +211,7 @@ def _start_demo(ops: Ops) -> None:
         demo.start()
     except RuntimeError as exc:
         logger.warning("demo not started in this process: %s", exc)
+        ops.demo_error = str(exc)
         return
     ops.demo = demo
 
