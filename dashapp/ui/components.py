@@ -365,7 +365,8 @@ def data_grid(id: Id, df_or_records: Any, columns: Sequence[str | dict] | None =
         ], className="ops-datagrid__search mb-0"))
     if row_count:
         n = len(records)
-        toolbar.append(html.Span(f"{n:,} row{'s' if n != 1 else ''}",
+        # The total; the pager shows how many a search or filter leaves.
+        toolbar.append(html.Span(f"{n:,} row{'s' if n != 1 else ''} in total",
                                  className="ops-datagrid__count"))
     else:
         toolbar.append(html.Span(className="ops-datagrid__spacer"))
@@ -393,6 +394,10 @@ def chart(id: Id, figure: go.Figure | dict | None = None, *, height: int = 320,
         filename = id if isinstance(id, str) else "chart"
     graph_config = {
         "displaylogo": False,
+        # plotly.js 4 defaults to a "Share chart" button that uploads the
+        # figure's data to Plotly Cloud: never offer that.
+        "showSendToCloud": False,
+        "showEditInChartStudio": False,
         "responsive": True,
         "toImageButtonOptions": {"format": "png", "filename": filename, "scale": 2},
         "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
