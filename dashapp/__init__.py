@@ -14,7 +14,8 @@ def create_app(settings=None, **overrides):
     return _create_app(settings, **overrides)
 
 
-def monitor(flask_app, *, engine=None, redis=None, scheduler=None):
+def monitor(flask_app, *, engine=None, redis=None, scheduler=None, settings=None):
     """Instrument a host Flask (or Dash, via `app.server`) application."""
     from dashapp.instrument import monitor as _monitor
-    return _monitor(flask_app, engine=engine, redis=redis, scheduler=scheduler)
+    return _monitor(flask_app, engine=engine, redis=redis, scheduler=scheduler,
+                    settings=settings)

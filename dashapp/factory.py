@@ -206,7 +206,7 @@ def _start_demo(ops: Ops) -> None:
     from dashapp.services.overview import publish_demo_stats, record_traffic_sample
     settings = ops.settings
     demo = DemoApp(settings.demo_dir, ops.redis.client, port=settings.demo_port,
-                   rps=settings.demo_rps)
+                   rps=settings.demo_rps, settings=settings)
     try:
         demo.start()
     except RuntimeError as exc:

@@ -51,7 +51,8 @@ class DemoApp:
     """Run the demo shop, its jobs and its traffic next to the console."""
 
     def __init__(self, data_dir: Path, redis_client: redis.Redis | None, *,
-                 port: int = 8051, rps: float = 3.0, host: str = "127.0.0.1") -> None:
+                 port: int = 8051, rps: float = 3.0, host: str = "127.0.0.1",
+                 instrument: bool = True, settings=None) -> None:
         self.data_dir = Path(data_dir)
         self.redis = redis_client
         self.host = host
@@ -63,6 +64,9 @@ class DemoApp:
         self.scheduler: BackgroundScheduler | None = None
         self.traffic: TrafficGenerator | None = None
         self.timings: dict[str, float] = {}
+        self.instrument = instrument
+        self.settings = settings
+        self.monitor = None
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
         self._log_handler: logging.Handler | None = None
@@ -123,9 +127,13 @@ class DemoApp:
 
         self.app = create_shop_app(self.engine, self.redis, self.models)
         self.scheduler = create_scheduler(self.engine, self.redis)
-        # Wire the console in here, before serving, exactly as a user would:
-        #   monitor(self.app, engine=self.engine, redis=self.redis,
-        #           scheduler=self.scheduler)
+        # Wire the console in here, before serving, exactly as a user would.
+        # (`settings` only because the demo runs inside the console, whose
+        # settings may not come from the environment; your app omits it.)
+        if self.instrument:
+            from dashapp import monitor
+            self.monitor = monitor(self.app, engine=self.engine, redis=self.redis,
+                                   scheduler=self.scheduler, settings=self.settings)
 
         try:
             self._server = make_server(self.host, self.port, self.app, threaded=True,
@@ -168,6 +176,9 @@ class DemoApp:
         if self._server_thread is not None:
             self._server_thread.join(5)
             self._server_thread = None
+        if self.monitor is not None:
+            self.monitor.close()  # flushes what the last requests recorded
+            self.monitor = None
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None

@@ -1,8 +1,295 @@
-"""In-process instrumentation of a host application (built by issue 3)."""
+"""`monitor()`: instrument a host Flask (or Dash, via `app.server`) app.
+
+What it costs the host: per request, two small hook calls and one append to
+an in-memory deque; per SQL statement, two `perf_counter()` calls and one
+append. A background thread turns the buffered events into rows and writes
+them in batches to the store. A request never waits on the store; a store
+outage never raises into the host (events are dropped and counted); the
+buffer is bounded. `Monitor.flush()` writes everything buffered now.
+
+    from dashapp import monitor
+    mon = monitor(app, engine=engine, redis=redis_client, scheduler=scheduler)
+"""
 from __future__ import annotations
 
+import atexit
+import contextvars
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+from typing import Any
 
-def monitor(flask_app, *, engine=None, redis=None, scheduler=None):
-    """Not built yet: request/SQL/job instrumentation lands with issue 3."""
-    raise NotImplementedError(
-        "dashapp.monitor() is not built yet (issue 3: request and SQL instrumentation)")
+logger = logging.getLogger(__name__)
+
+# (request_id, endpoint) of the request this code runs under; None outside.
+_CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "ops_current_request", default=None)
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+NO_ROUTE = "<no route>"
+_REQ, _SQL = 0, 1
+
+
+def current_request_id() -> str | None:
+    """The request id of the request being handled, else None."""
+    current = _CURRENT.get()
+    return current[0] if current else None
+
+
+class Monitor:
+    """Hooks on one Flask app (and optional SQLAlchemy engine) plus the writer."""
+
+    def __init__(self, flask_app, *, engine=None, redis=None, scheduler=None,
+                 settings=None, flush_interval: float = 1.0,
+                 buffer_size: int = 100_000, batch_size: int = 5_000):
+        from dashapp.config import load_settings
+        from dashapp.store import Store
+
+        self.settings = settings or load_settings()
+        self.app = flask_app
+        self.redis = redis
+        self.scheduler = scheduler
+        self.process = f"{socket.gethostname()}:{os.getpid()}"[:96]
+        self.app_name = getattr(flask_app, "name", "app")
+        self.buffer: deque = deque()
+        self.buffer_size = buffer_size
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.recorded_requests = 0
+        self.recorded_queries = 0
+        self.dropped = 0
+        self._dropped_reported = 0
+        self._started_at = datetime.now(timezone.utc)
+        self._process_row: int | None = None
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_error_log = 0.0
+        self.store = Store(self.settings.store_url)
+        try:
+            self.store.upgrade()
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            logger.warning("ops monitor: store not ready yet (%s); will retry", exc)
+        self._install_flask(flask_app)
+        self.engines = []
+        if engine is not None:
+            self.watch_engine(engine)
+        self._thread = threading.Thread(target=self._run, name="ops-monitor-writer",
+                                        daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # ----- recording (the host's threads) -----------------------------------
+    def _record(self, event: tuple) -> None:
+        if len(self.buffer) >= self.buffer_size:
+            self.dropped += 1  # bounded: under an outage new events are dropped
+            return
+        self.buffer.append(event)
+        if len(self.buffer) >= self.batch_size:
+            self._wake.set()
+
+    def _install_flask(self, app) -> None:
+        from flask import g, got_request_exception, request
+
+        def before():
+            incoming = request.headers.get("X-Request-ID")
+            rid = incoming if incoming and _REQUEST_ID_OK.match(incoming) \
+                else os.urandom(8).hex()
+            rule = request.url_rule
+            endpoint = rule.rule if rule is not None else NO_ROUTE
+            g._ops = (time.perf_counter(), rid, endpoint,
+                      _CURRENT.set((rid, endpoint)))
+
+        def after(response):
+            state = g.get("_ops")
+            if state is None:
+                return response
+            started, rid, endpoint, _token = state
+            exc = g.get("_ops_exc")
+            self._record((_REQ, time.time(), endpoint, request.method,
+                          response.status_code,
+                          (time.perf_counter() - started) * 1000.0, rid,
+                          type(exc).__name__ if exc is not None else None,
+                          str(exc)[:1000] if exc is not None else None))
+            response.headers["X-Request-ID"] = rid
+            return response
+
+        def teardown(_exc):
+            state = g.get("_ops")
+            if state is not None:
+                try:
+                    _CURRENT.reset(state[3])
+                except ValueError:  # reset from another context: just clear
+                    _CURRENT.set(None)
+
+        def on_exception(_sender, exception, **_kw):
+            g._ops_exc = exception
+
+        # First before_request and last after_request: time the whole request.
+        app.before_request_funcs.setdefault(None, []).insert(0, before)
+        app.after_request_funcs.setdefault(None, []).insert(0, after)
+        app.teardown_request(teardown)
+        got_request_exception.connect(on_exception, app, weak=False)
+        app.extensions["ops_monitor"] = self
+
+    def watch_engine(self, engine) -> None:
+        """Record every statement `engine` runs (statement text, no values)."""
+        from sqlalchemy import event
+
+        def before(conn, cursor, statement, parameters, context, executemany):
+            conn.info["_ops_t0"] = time.perf_counter()
+
+        def after(conn, cursor, statement, parameters, context, executemany):
+            started = conn.info.pop("_ops_t0", None)
+            if started is None:
+                return
+            current = _CURRENT.get()
+            try:
+                rows = cursor.rowcount
+            except Exception:  # noqa: BLE001 - some drivers raise here
+                rows = -1
+            self._record((_SQL, time.time(), statement,
+                          (time.perf_counter() - started) * 1000.0, rows,
+                          current[0] if current else None,
+                          current[1] if current else None))
+
+        event.listen(engine, "before_cursor_execute", before)
+        event.listen(engine, "after_cursor_execute", after)
+        self.engines.append(engine)
+
+    # ----- writing (the monitor's thread) ------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            try:
+                self._write_pending()
+            except Exception:  # noqa: BLE001 - the writer must never die
+                logger.exception("ops monitor: writer error")
+
+    def _drain(self) -> list[tuple]:
+        batch = []
+        pop = self.buffer.popleft
+        try:
+            for _ in range(self.batch_size):
+                batch.append(pop())
+        except IndexError:
+            pass
+        return batch
+
+    def _write_pending(self) -> None:
+        with self._write_lock:
+            while True:
+                batch = self._drain()
+                if not batch:
+                    self._heartbeat()
+                    return
+                self._write(batch)
+                if len(batch) < self.batch_size:
+                    self._heartbeat()
+                    return
+
+    def _write(self, batch: list[tuple]) -> None:
+        from sqlalchemy import insert
+
+        from dashapp.instrument.fingerprint import fingerprint
+        from dashapp.store.models import QueryLog, RequestLog
+
+        requests, queries = [], []
+        utc = timezone.utc
+        for ev in batch:
+            when = datetime.fromtimestamp(ev[1], utc)
+            if ev[0] == _REQ:
+                requests.append({
+                    "time": when, "endpoint": ev[2][:255], "method": ev[3][:10],
+                    "status": ev[4], "duration_ms": ev[5], "request_id": ev[6],
+                    "exception_type": ev[7], "exception_message": ev[8],
+                    "process": self.process})
+            else:
+                fp, sql = fingerprint(ev[2])
+                queries.append({
+                    "time": when, "fingerprint": fp, "sql": sql,
+                    "duration_ms": ev[3], "rows": ev[4] if ev[4] is not None
+                    and ev[4] >= 0 else None,
+                    "request_id": ev[5], "endpoint": ev[6], "process": self.process})
+        try:
+            with self.store.engine.begin() as conn:
+                if requests:
+                    conn.execute(insert(RequestLog), requests)
+                if queries:
+                    conn.execute(insert(QueryLog), queries)
+        except Exception as exc:  # noqa: BLE001 - store down: drop and count
+            self.dropped += len(batch)
+            now = time.monotonic()
+            if now - self._last_error_log > 30:
+                self._last_error_log = now
+                logger.warning("ops monitor: store unavailable, dropped %d events "
+                               "(%d so far): %s", len(batch), self.dropped,
+                               str(exc).splitlines()[0][:200])
+            return
+        self.recorded_requests += len(requests)
+        self.recorded_queries += len(queries)
+
+    def _heartbeat(self) -> None:
+        """Keep this process's row (what it recorded and dropped) current."""
+        from sqlalchemy import select, update
+
+        from dashapp.store.models import MonitorProcess
+
+        now = datetime.now(timezone.utc)
+        values = {"last_seen": now, "recorded_requests": self.recorded_requests,
+                  "recorded_queries": self.recorded_queries, "dropped": self.dropped}
+        try:
+            with self.store.engine.begin() as conn:
+                if self._process_row is None:
+                    existing = conn.scalar(select(MonitorProcess.id).where(
+                        MonitorProcess.process == self.process))
+                    if existing is None:
+                        result = conn.execute(MonitorProcess.__table__.insert().values(
+                            process=self.process, app_name=self.app_name[:255],
+                            started_at=self._started_at, **values))
+                        existing = result.inserted_primary_key[0]
+                    self._process_row = existing
+                conn.execute(update(MonitorProcess).where(
+                    MonitorProcess.id == self._process_row).values(**values))
+        except Exception:  # noqa: BLE001 - reported on the next success
+            pass
+
+    # ----- control ----------------------------------------------------------
+    def flush(self) -> None:
+        """Write everything buffered now (tests, shutdown)."""
+        try:
+            self._write_pending()
+        except Exception:  # noqa: BLE001 - never raise into the host
+            logger.exception("ops monitor: flush failed")
+
+    def stats(self) -> dict[str, Any]:
+        return {"process": self.process, "buffered": len(self.buffer),
+                "recorded_requests": self.recorded_requests,
+                "recorded_queries": self.recorded_queries, "dropped": self.dropped}
+
+    def close(self) -> None:
+        """Flush, stop the writer and detach from the store."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        self.flush()
+        self.store.close()
+
+
+def monitor(flask_app, *, engine=None, redis=None, scheduler=None,
+            settings=None) -> Monitor:
+    """Instrument `flask_app` (for Dash: `app.server`); see the module doc.
+
+    `settings` defaults to the environment, like the console's, so the host
+    and the console share one store (OPS_DATABASE_URL) and Redis (REDIS_URL).
+    """
+    app = getattr(flask_app, "server", flask_app)
+    return Monitor(app, engine=engine, redis=redis, scheduler=scheduler,
+                   settings=settings)

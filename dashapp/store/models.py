@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, DateTime, ForeignKey, Index, Integer, String,
-                        Text, Boolean)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey,
+                        Index, Integer, SmallInteger, String, Text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -75,3 +75,64 @@ class AuditEvent(Base):
     details: Mapped[dict | None] = mapped_column(JSON)
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)  # success|failure|denied
     ip: Mapped[str | None] = mapped_column(String(64))
+
+
+# ----- instrumentation (issue 3) ---------------------------------------------
+# Big tables: ids are BIGINT on PostgreSQL (INTEGER on SQLite, where it is the
+# 64-bit rowid anyway).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class RequestLog(Base):
+    """One HTTP request of a monitored application."""
+    __tablename__ = "ops_request"
+    __table_args__ = (
+        Index("ix_request_time", "time"),
+        Index("ix_request_endpoint_time", "endpoint", "time"),
+        Index("ix_request_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
+    method: Mapped[str] = mapped_column(String(10), nullable=False)
+    status: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    exception_type: Mapped[str | None] = mapped_column(String(255))
+    exception_message: Mapped[str | None] = mapped_column(Text)
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+
+
+class QueryLog(Base):
+    """One SQL statement a monitored application ran, parameters redacted."""
+    __tablename__ = "ops_query"
+    __table_args__ = (
+        Index("ix_query_time", "time"),
+        Index("ix_query_fingerprint_time", "fingerprint", "time"),
+        Index("ix_query_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(16), nullable=False)
+    sql: Mapped[str] = mapped_column(Text, nullable=False)
+    duration_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+
+
+class MonitorProcess(Base):
+    """A process running monitor(): what it recorded and what it dropped."""
+    __tablename__ = "ops_monitor_process"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process: Mapped[str] = mapped_column(String(96), nullable=False, unique=True)
+    app_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    recorded_requests: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    recorded_queries: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)

@@ -5,7 +5,8 @@ from sqlalchemy import inspect
 
 from dashapp.store import Store
 
-TABLES = {"ops_user", "ops_api_token", "ops_audit_event"}
+TABLES = {"ops_user", "ops_api_token", "ops_audit_event",
+          "ops_request", "ops_query", "ops_monitor_process"}
 
 
 def test_upgrade_then_downgrade(store_url):

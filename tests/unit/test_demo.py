@@ -393,7 +393,9 @@ def test_traffic_generator_survives_a_dead_shop_and_dead_redis(dead_redis):
 
 
 def test_demo_app_serves_traffic_and_stops_cleanly(tmp_path, redis_client):
-    demo = DemoApp(tmp_path / "demo", redis_client, port=0, rps=20)
+    from dashapp.config import load_settings
+    settings = load_settings(instance_dir=tmp_path / "instance", demo=False)
+    demo = DemoApp(tmp_path / "demo", redis_client, port=0, rps=20, settings=settings)
     demo_logger = logging.getLogger("demo")
     handlers_before = list(demo_logger.handlers)
     demo.start()
@@ -433,13 +435,30 @@ def test_demo_app_serves_traffic_and_stops_cleanly(tmp_path, redis_client):
     assert "demo shop running at" in log_text and "INFO demo.traffic" in log_text
     demo.stop()  # idempotent
 
+    # The demo is instrumented with monitor(): its requests and SQL are in the
+    # console's store, by URL rule, with the SQL linked to its request.
+    from sqlalchemy import create_engine, text
+    store = create_engine(settings.store_url)
+    with store.connect() as conn:
+        sent = int(mirrored["sent"]) - int(mirrored["failed_to_connect"])
+        recorded = conn.scalar(text("SELECT count(*) FROM ops_request"))
+        assert recorded == sent
+        endpoints = set(conn.scalars(text("SELECT DISTINCT endpoint FROM ops_request")))
+        assert "/products/<int:product_id>" in endpoints or "/products" in endpoints
+        assert not any(e.rstrip("/").split("/")[-1].isdigit() for e in endpoints)
+        linked = conn.scalar(text(
+            "SELECT count(*) FROM ops_query q JOIN ops_request r "
+            "ON q.request_id = r.request_id"))
+        assert linked > 0
+    store.dispose()
+
 
 def test_demo_app_reports_a_busy_port(tmp_path, redis_client):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        demo = DemoApp(tmp_path / "demo", redis_client, port=port, rps=1)
+        demo = DemoApp(tmp_path / "demo", redis_client, port=port, rps=1, instrument=False)
         with pytest.raises(RuntimeError, match=rf"demo port {port} is in use.*OPS_DEMO_PORT"):
             demo.start()
     assert not demo.running
