@@ -76,6 +76,20 @@ class Settings(BaseSettings):
         description="development or production.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", **_alias("OPS_LOG_LEVEL"), description="Console log level.")
+    app_database_url: str | None = Field(
+        None, **_alias("OPS_APP_DATABASE_URL"),
+        description="SQLAlchemy URL of the monitored application's database, "
+                    "where EXPLAIN runs (never the console's store). Default: "
+                    "the demo shop's database when the demo is on.")
+    slow_query_ms: float = Field(
+        100.0, **_alias("OPS_SLOW_QUERY_MS"), gt=0, le=3_600_000,
+        description="A statement at least this slow (ms) is a slow query.")
+    retention_days: int = Field(
+        7, **_alias("OPS_RETENTION_DAYS"), ge=1, le=365,
+        description="Days raw request and query rows are kept.")
+    rollup_retention_days: int = Field(
+        90, **_alias("OPS_ROLLUP_RETENTION_DAYS"), ge=1, le=3650,
+        description="Days the per-minute roll-ups are kept (long-range charts).")
     run_migrations: bool = Field(
         True, **_alias("OPS_RUN_MIGRATIONS"),
         description="Upgrade the store's schema at start-up.")
@@ -87,7 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 8 characters long")
         return value
 
-    @field_validator("database_url", "redis_url")
+    @field_validator("database_url", "redis_url", "app_database_url")
     @classmethod
     def _url_shape(cls, value: str | None, info) -> str | None:
         if value in (None, ""):
@@ -113,6 +127,15 @@ class Settings(BaseSettings):
     @property
     def demo_dir(self) -> Path:
         return self.instance_dir / "demo"
+
+    @property
+    def monitored_database_url(self) -> str | None:
+        """Where EXPLAIN runs: OPS_APP_DATABASE_URL, else the demo's database."""
+        if self.app_database_url:
+            return self.app_database_url
+        if self.demo:
+            return f"sqlite:///{self.demo_dir / 'shop.db'}"
+        return None
 
     def ensure_instance(self) -> None:
         self.instance_dir.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 Each module issue appends its blueprint here.
 """
-from dashapp.api import audit, auth, health, modules, overview
+from dashapp.api import audit, auth, health, metrics, modules, overview, queries
 
-BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp]
+BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp, metrics.bp,
+              queries.bp]
