@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     rollup_retention_days: int = Field(
         90, **_alias("OPS_ROLLUP_RETENTION_DAYS"), ge=1, le=3650,
         description="Days the per-minute roll-ups are kept (long-range charts).")
+    scheduler: bool = Field(
+        True, **_alias("OPS_SCHEDULER"),
+        description="Run the console's background jobs (roll-ups, retention).")
     run_migrations: bool = Field(
         True, **_alias("OPS_RUN_MIGRATIONS"),
         description="Upgrade the store's schema at start-up.")

@@ -42,6 +42,7 @@ class Ops:
     generated_admin_password: str | None = None
     demo: Any = None
     demo_error: str | None = None
+    scheduler: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 
@@ -50,6 +51,8 @@ class Ops:
             return
         self._closed = True
         self._stop.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
         if self.demo is not None:
             try:
                 self.demo.stop()
@@ -193,6 +196,9 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     app.layout = _layout
     if settings.demo:
         _start_demo(ops)
+    if settings.scheduler:
+        from dashapp.scheduler import start_scheduler
+        ops.scheduler = start_scheduler(ops)
     return app
 
 

@@ -92,7 +92,7 @@ def settings(tmp_path, redis_url, store_url):
     return load_settings(
         instance_dir=tmp_path / "instance", database_url=store_url,
         redis_url=redis_url, demo=False, admin_password=ADMIN_PASSWORD,
-        secret_key="test-secret-key",
+        secret_key="test-secret-key", scheduler=False,
     )
 
 

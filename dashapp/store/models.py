@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey,
-                        Index, Integer, SmallInteger, String, Text)
+                        Index, Integer, SmallInteger, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -136,3 +137,27 @@ class MonitorProcess(Base):
     recorded_requests: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     recorded_queries: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class RequestMinute(Base):
+    """Requests per minute, endpoint and method, kept longer than raw rows.
+
+    `hist` is a latency histogram (dashapp.services.latency) so percentiles
+    over long ranges can be estimated after the raw rows are purged.
+    """
+    __tablename__ = "ops_request_minute"
+    __table_args__ = (
+        UniqueConstraint("minute", "endpoint", "method", name="uq_request_minute"),
+        Index("ix_request_minute_endpoint", "endpoint", "minute"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
+    method: Mapped[str] = mapped_column(String(10), nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False)
+    client_errors: Mapped[int] = mapped_column(Integer, nullable=False)
+    total_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    max_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    hist: Mapped[dict] = mapped_column(JSON, nullable=False)

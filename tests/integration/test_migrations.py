@@ -5,7 +5,7 @@ from sqlalchemy import inspect
 
 from dashapp.store import Store
 
-TABLES = {"ops_user", "ops_api_token", "ops_audit_event",
+TABLES = {"ops_user", "ops_api_token", "ops_audit_event", "ops_request_minute",
           "ops_request", "ops_query", "ops_monitor_process"}
 
 

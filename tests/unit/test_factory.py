@@ -26,3 +26,14 @@ def test_close_is_idempotent(app):
     ops = app.extensions["ops"]
     ops.close()
     ops.close()
+
+
+def test_console_scheduler_runs_rollups_and_retention(settings, redis_client):
+    from dashapp import create_app
+    ops = create_app(settings.model_copy(update={"scheduler": True})).server.extensions["ops"]
+    try:
+        assert ops.scheduler.running
+        assert {j.id for j in ops.scheduler.get_jobs()} == {"ops_rollup", "ops_retention"}
+    finally:
+        ops.close()
+    assert not ops.scheduler.running

@@ -1,0 +1,42 @@
+"""The console's own background jobs (APScheduler 3): roll-ups and retention.
+
+Started once per console process by create_app() when OPS_SCHEDULER is on
+(the default; tests turn it off), stopped by Ops.close() and at exit. The
+jobs are safe to run in several workers at once (see services.retention).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from dashapp.services import retention
+
+logger = logging.getLogger(__name__)
+
+
+def start_scheduler(ops) -> BackgroundScheduler:
+    settings = ops.settings
+    scheduler = BackgroundScheduler(daemon=True, timezone="UTC",
+                                    job_defaults={"coalesce": True, "max_instances": 1,
+                                                  "misfire_grace_time": 300})
+
+    def rollup():
+        written = retention.rollup_requests(ops.store)
+        if written:
+            logger.debug("rolled up %d request-minute rows", written)
+
+    def purge():
+        removed = retention.apply_retention(ops.store, settings.retention_days,
+                                            settings.rollup_retention_days)
+        if any(removed.values()):
+            logger.info("retention removed %s", removed)
+
+    scheduler.add_job(rollup, "interval", seconds=60, id="ops_rollup",
+                      name="Roll up request metrics per minute")
+    scheduler.add_job(purge, "interval", minutes=10, id="ops_retention",
+                      name="Purge rows past their retention")
+    scheduler.start()
+    atexit.register(lambda: scheduler.running and scheduler.shutdown(wait=False))
+    return scheduler

@@ -1,0 +1,60 @@
+"""Latency histograms: fixed geometric buckets that merge by addition.
+
+Per-minute roll-ups keep a histogram of request durations so percentiles over
+any range can be estimated from them after the raw rows are gone. Bucket k
+covers [BASE * GROWTH**k, BASE * GROWTH**(k+1)) ms; the estimate is the
+bucket's geometric middle, so it is within about ±9.5% of the true value
+(sqrt(1.2) - 1) for durations between 0.05 ms and 10 minutes.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+BASE_MS = 0.05
+GROWTH = 1.2
+_LOG_GROWTH = math.log(GROWTH)
+MAX_BUCKET = int(math.log(600_000 / BASE_MS) / _LOG_GROWTH)  # ten minutes
+RELATIVE_ERROR = math.sqrt(GROWTH) - 1
+
+
+def bucket_of(ms: float) -> int:
+    if ms <= BASE_MS:
+        return 0
+    return min(int(math.log(ms / BASE_MS) / _LOG_GROWTH), MAX_BUCKET)
+
+
+def bucket_value(k: int) -> float:
+    """The geometric middle of bucket k, in ms."""
+    return BASE_MS * GROWTH ** (k + 0.5)
+
+
+def histogram(durations: Iterable[float]) -> dict[int, int]:
+    hist: dict[int, int] = {}
+    for ms in durations:
+        k = bucket_of(ms)
+        hist[k] = hist.get(k, 0) + 1
+    return hist
+
+
+def merge(hists: Iterable[Mapping]) -> dict[int, int]:
+    total: dict[int, int] = {}
+    for hist in hists:
+        for k, n in hist.items():
+            total[int(k)] = total.get(int(k), 0) + int(n)
+    return total
+
+
+def quantile(hist: Mapping, q: float) -> float | None:
+    """Nearest-rank q-quantile (0..1) estimated from a histogram."""
+    items = sorted((int(k), int(n)) for k, n in hist.items())
+    count = sum(n for _, n in items)
+    if not count:
+        return None
+    rank = max(1, math.ceil(q * count))
+    seen = 0
+    for k, n in items:
+        seen += n
+        if seen >= rank:
+            return bucket_value(k)
+    return bucket_value(items[-1][0])
