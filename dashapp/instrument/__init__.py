@@ -193,35 +193,53 @@ class Monitor:
                     self._heartbeat()
                     return
 
-    def _write(self, batch: list[tuple]) -> None:
-        from sqlalchemy import insert
+    _REQUEST_COLUMNS = ("time", "endpoint", "method", "status", "duration_ms",
+                        "request_id", "exception_type", "exception_message", "process")
+    _QUERY_COLUMNS = ("time", "fingerprint", "sql", "duration_ms", "rows",
+                      "request_id", "endpoint", "process")
 
-        from dashapp.instrument.fingerprint import fingerprint
-        from dashapp.store.models import QueryLog, RequestLog
+    def _insert_sql(self, table: str, columns: tuple) -> str:
+        """A plain INSERT for the driver's executemany: rows as tuples skip
+        SQLAlchemy's per-row type processing (this runs in the host)."""
+        style = self.store.engine.dialect.paramstyle
+        mark = "?" if style == "qmark" else "%s"
+        return (f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join([mark] * len(columns))})")
 
-        requests, queries = [], []
+    def _timestamp(self):
+        """Epoch seconds -> what the store's driver takes for a UTC time."""
+        if self.store.engine.dialect.name == "sqlite":
+            # The text form SQLAlchemy's SQLite DateTime reads back.
+            def fmt(t: float) -> str:
+                whole = int(t)
+                return (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
+                        + f".{int((t - whole) * 1e6):06d}")
+            return fmt
         utc = timezone.utc
+        return lambda t: datetime.fromtimestamp(t, utc)
+
+    def _write(self, batch: list[tuple]) -> None:
+        from dashapp.instrument.fingerprint import fingerprint
+
+        stamp = self._timestamp()
+        process = self.process
+        requests, queries = [], []
         for ev in batch:
-            when = datetime.fromtimestamp(ev[1], utc)
             if ev[0] == _REQ:
-                requests.append({
-                    "time": when, "endpoint": ev[2][:255], "method": ev[3][:10],
-                    "status": ev[4], "duration_ms": ev[5], "request_id": ev[6],
-                    "exception_type": ev[7], "exception_message": ev[8],
-                    "process": self.process})
+                requests.append((stamp(ev[1]), ev[2][:255], ev[3][:10], ev[4], ev[5],
+                                 ev[6], ev[7], ev[8], process))
             else:
                 fp, sql = fingerprint(ev[2])
-                queries.append({
-                    "time": when, "fingerprint": fp, "sql": sql,
-                    "duration_ms": ev[3], "rows": ev[4] if ev[4] is not None
-                    and ev[4] >= 0 else None,
-                    "request_id": ev[5], "endpoint": ev[6], "process": self.process})
+                rows = ev[4] if ev[4] is not None and ev[4] >= 0 else None
+                queries.append((stamp(ev[1]), fp, sql, ev[3], rows, ev[5], ev[6], process))
         try:
             with self.store.engine.begin() as conn:
                 if requests:
-                    conn.execute(insert(RequestLog), requests)
+                    conn.exec_driver_sql(
+                        self._insert_sql("ops_request", self._REQUEST_COLUMNS), requests)
                 if queries:
-                    conn.execute(insert(QueryLog), queries)
+                    conn.exec_driver_sql(
+                        self._insert_sql("ops_query", self._QUERY_COLUMNS), queries)
         except Exception as exc:  # noqa: BLE001 - store down: drop and count
             self.dropped += len(batch)
             now = time.monotonic()
