@@ -1,8 +1,119 @@
-"""Placeholder until issue #3 builds this module (see dashapp.modules)."""
-import dash
+"""SQL queries: slow and frequent statements, plans, suggestions, N+1 findings.
 
-from dashapp.ui.placeholder import page_options, placeholder_layout
+Callbacks are thin: read the inputs, call dashapp.services.queries (the same
+functions /api/queries calls), hand the result to dashapp.ui.queries.
+"""
+from __future__ import annotations
+
+import logging
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, dcc, html, no_update
+from flask import current_app
+from sqlalchemy.exc import SQLAlchemyError
+
+from dashapp.services import queries as svc
+from dashapp.store import _short_error
+from dashapp.ui import queries as ui
+from dashapp.ui.components import modal, page_header, panel, unavailable_card
+from dashapp.ui.placeholder import page_options
+
+logger = logging.getLogger(__name__)
 
 dash.register_page(__name__, **page_options("queries"))
 
-layout = placeholder_layout("queries")
+DEFAULT_MINUTES = 60
+REFRESH_MS = 15_000
+ALLOWED = {value for _label, value in ui.RANGES}
+
+
+def _ops():
+    return current_app.extensions["ops"]
+
+
+def _minutes(value) -> int:
+    try:
+        minutes = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_MINUTES
+    return minutes if minutes in ALLOWED else DEFAULT_MINUTES
+
+
+def render(minutes: int) -> tuple:
+    """(table, issues panel) for a time window; an unavailable card when the
+    store is down."""
+    ops = _ops()
+    try:
+        stats = svc.stats(ops.store, minutes)
+        found = svc.issues(ops.store, minutes)
+    except SQLAlchemyError as exc:
+        logger.warning("queries page: store unavailable: %s", _short_error(exc))
+        return ui.unavailable(_short_error(exc)), html.Div()
+    return ui.query_table(stats, ops.settings.slow_query_ms), ui.issues_panel(found)
+
+
+def layout(**_query):
+    table, issues = render(DEFAULT_MINUTES)
+    picker = dbc.RadioItems(
+        id="queries-range", value=DEFAULT_MINUTES,
+        options=[{"label": label, "value": value} for label, value in ui.RANGES],
+        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
+        labelClassName="btn btn-outline-secondary", labelCheckedClassName="active",
+    )
+    return html.Div([
+        page_header("SQL queries", "Statements the monitored application runs, per "
+                    "fingerprint (values folded), with plans and suggestions.",
+                    actions=html.Div(picker, role="group", **{"aria-label": "Time range"})),
+        html.Div(className="ops-stack", children=[
+            panel(dcc.Loading(html.Div(table, id="queries-table-wrap"), delay_show=400),
+                  title="Queries", subtitle="Per fingerprint, by total time"),
+            html.Div(issues, id="queries-issues-wrap"),
+        ]),
+        modal("queries-detail", "Query", html.Div(id="queries-detail-body"), size="xl"),
+        dcc.Interval(id="queries-refresh", interval=REFRESH_MS),
+    ])
+
+
+@callback(Output("queries-table-wrap", "children"),
+          Output("queries-issues-wrap", "children"),
+          Input("queries-range", "value"),
+          prevent_initial_call=True)
+def refresh(minutes):
+    return render(_minutes(minutes))
+
+
+def open_detail(clicked) -> tuple:
+    """(is_open, title, body) for the query a table click names."""
+    try:
+        query_id = int((clicked or {}).get("rowId"))
+    except (TypeError, ValueError):
+        return no_update, no_update, no_update
+    ops = _ops()
+    try:
+        detail = svc.query_detail(ops.store, query_id)
+    except svc.NotFound:
+        return True, "Query", html.P("This query is no longer stored (retention).")
+    except SQLAlchemyError as exc:
+        return True, "Query", unavailable_card("The console's store", _short_error(exc))
+    optimized, error = None, None
+    try:
+        optimized = svc.optimize(ops.store, svc.engine_for(ops.settings), query_id)
+    except (svc.NoMonitoredDatabase, svc.DatabaseUnavailable, svc.ExplainError) as exc:
+        error = str(exc)
+    except SQLAlchemyError as exc:
+        error = f"Could not build suggestions: {_short_error(exc)}"
+    title = f"Query {detail['fingerprint']}"
+    return True, title, ui.detail_body(detail, optimized, error)
+
+
+@callback(Output("queries-detail", "is_open"),
+          Output("queries-detail", "children"),
+          Input("queries-table", "cellClicked"),
+          prevent_initial_call=True)
+def show_detail(clicked):
+    is_open, title, body = open_detail(clicked)
+    if is_open is no_update:
+        return no_update, no_update
+    return is_open, [dbc.ModalHeader(dbc.ModalTitle(title), close_button=True),
+                     dbc.ModalBody(body)]

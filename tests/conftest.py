@@ -107,3 +107,17 @@ def app(settings, redis_client):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need PostgreSQL itself (the `pg_url` fixture) belong to the
+    PostgreSQL run: without TEST_POSTGRES_URL they are deselected, not skipped.
+    (The embedded run and the PostgreSQL run together cover every test.)"""
+    if PG_URL:
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if "pg_url" in getattr(item, "fixturenames", ()) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -94,6 +94,7 @@ class Monitor:
 
     def _install_flask(self, app) -> None:
         from flask import g, got_request_exception, request
+        from werkzeug.exceptions import HTTPException
 
         def before():
             incoming = request.headers.get("X-Request-ID")
@@ -109,7 +110,7 @@ class Monitor:
             if state is None:
                 return response
             started, rid, endpoint, _token = state
-            exc = g.get("_ops_exc")
+            exc = g.get("_ops_exc") if response.status_code >= 500 else None
             self._record((_REQ, time.time(), endpoint, request.method,
                           response.status_code,
                           (time.perf_counter() - started) * 1000.0, rid,
@@ -128,6 +129,17 @@ class Monitor:
 
         def on_exception(_sender, exception, **_kw):
             g._ops_exc = exception
+
+        # An app's own @errorhandler(Exception) turns the error into a
+        # response before Flask's got_request_exception fires, so also note
+        # the exception where Flask hands it to the handlers.
+        original_handler = app.handle_user_exception
+
+        def handle_user_exception(e):
+            if not isinstance(e, HTTPException):
+                g._ops_exc = e
+            return original_handler(e)
+        app.handle_user_exception = handle_user_exception
 
         # First before_request and last after_request: time the whole request.
         app.before_request_funcs.setdefault(None, []).insert(0, before)

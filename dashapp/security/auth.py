@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashapp.security import audit
@@ -237,7 +237,12 @@ def _guard():
         return error_response(403, "forbidden", "This route has no access policy.")
     if required == PUBLIC:
         return None
-    principal = current_principal()
+    try:
+        principal = current_principal()
+    except SQLAlchemyError:
+        logger.warning("cannot check credentials: the store is unavailable")
+        return error_response(503, "store_unavailable",
+                              "The console's store is unavailable; try again shortly.")
     if principal is None:
         message = ("The API token is invalid, expired or revoked."
                    if _bearer_token() else

@@ -153,17 +153,17 @@ def overview(ops) -> dict[str, Any]:
     store = ops.store.ping()
     rinfo = redis_info(client)
     demo = demo_stats(client) if rinfo is not None else None
-    traffic = (demo or {}).get("traffic") or {}
     proc = psutil.Process(os.getpid())
     with proc.oneshot():
         rss = proc.memory_info().rss
         cpu = proc.cpu_percent(interval=None)
 
+    api_figures = _api_figures(ops.store, ops.settings.slow_query_ms) if store["ok"] else None
     cards = []
     for module in MODULES:
         if module.key == "overview":
             continue
-        card = _build_card(module, rinfo, demo, traffic, rss, cpu)
+        card = _build_card(module, rinfo, demo, rss, cpu, api_figures)
         cards.append(card)
 
     return {
@@ -178,7 +178,26 @@ def overview(ops) -> dict[str, Any]:
     }
 
 
-def _build_card(module, rinfo, demo, traffic, rss, cpu) -> dict[str, Any]:
+def _api_figures(store, slow_ms: float) -> dict[str, Any] | None:
+    """Monitored requests and SQL over the last 15 minutes, None if unreadable."""
+    from sqlalchemy.exc import DBAPIError
+
+    from dashapp.services import queries
+    from dashapp.services.api_metrics import performance
+    try:
+        figures = performance(store, 15)
+        stats = queries.stats(store, 15)
+        figures["sql"] = {
+            "calls": sum(q["calls"] for q in stats), "distinct": len(stats),
+            "slow": sum(1 for q in stats if q["max_ms"] >= slow_ms),
+            "n_plus_one": len(queries.issues(store, 15)["n_plus_one"])}
+        return figures
+    except DBAPIError as exc:
+        logger.warning("overview: store unreadable: %s", exc)
+        return None
+
+
+def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, Any]:
     redis_down = rinfo is None
     if module.key == "redis":
         if redis_down:
@@ -196,19 +215,32 @@ def _build_card(module, rinfo, demo, traffic, rss, cpu) -> dict[str, Any]:
                      label="keyspace hit rate", source="Redis INFO",
                      detail=f"{rinfo['keys']:,} keys")
     if module.key == "endpoints":
-        if not traffic:
-            return _card(module, detail="Demo traffic not running")
-        sent = int(traffic.get("sent", 0))
-        errors = int(traffic.get("server_errors", 0))
-        return _card(module, value=f"{sent:,}", label="demo requests sent",
-                     source="demo traffic generator",
-                     detail=f"{errors:,} server errors ({_pct(errors / sent) if sent else '0%'})")
+        perf = api_figures
+        if perf is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="The store is unavailable", source="monitor()")
+        if not perf["count"]:
+            return _card(module, value="0", label="requests in the last 15 min",
+                         detail="No monitored requests yet", source="monitor()")
+        p95 = perf.get("p95_ms")
+        status = ("error" if perf["error_rate"] >= 0.05 else
+                  "warn" if perf["error_rate"] >= 0.01 or (p95 or 0) >= 500 else "ok")
+        return _card(module, value=f"{perf['rps']:.1f}", label="requests/s (15 min)",
+                     status=status, source="monitor()",
+                     detail=f"p95 {p95:.0f} ms · {_pct(perf['error_rate'])} 5xx")
     if module.key == "queries":
-        db = (demo or {}).get("database") or {}
-        if not db:
-            return _card(module, detail="Demo database not running")
-        return _card(module, value=f"{int(db.get('orders', 0)):,}", label="orders in demo DB",
-                     source="demo database", detail=_fmt_bytes(db.get("size_bytes")))
+        sql = api_figures and api_figures.get("sql")
+        if api_figures is None or sql is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="The store is unavailable", source="monitor()")
+        if not sql["calls"]:
+            return _card(module, value="0", label="statements in the last 15 min",
+                         detail="No monitored SQL yet", source="monitor()")
+        status = "warn" if sql["slow"] or sql["n_plus_one"] else "ok"
+        return _card(module, value=f"{sql['calls']:,}", label="statements (15 min)",
+                     status=status, source="monitor()",
+                     detail=f"{sql['distinct']} distinct · {sql['slow']} slow · "
+                            f"{sql['n_plus_one']} N+1")
     if module.key == "backups":
         db = (demo or {}).get("database") or {}
         if not db:

@@ -41,3 +41,20 @@ def test_openapi_document_lists_routes_and_needs_sign_in(app, client):
     assert doc["openapi"].startswith("3.")
     assert {"/api/health", "/api/auth/token", "/api/overview"} <= set(doc["paths"])
     assert "bearer" in doc["components"]["securitySchemes"]
+
+
+def test_store_outage_gives_503_not_500(app, client):
+    """Token checks need the store: when it is down the API says so (503)."""
+    from dashapp.store import Store
+    from tests.helpers import token_for
+    headers = token_for(client, app)
+    ops = app.extensions["ops"]
+    healthy = ops.users.store
+    ops.users.store = Store("postgresql+psycopg://nobody@127.0.0.1:1/x")
+    try:
+        resp = client.get("/api/overview", headers=headers)
+        assert resp.status_code == 503
+        assert resp.get_json()["error"]["code"] == "store_unavailable"
+    finally:
+        ops.users.store.close()
+        ops.users.store = healthy

@@ -44,6 +44,22 @@ def host_app(db_path: Path):
     def missing():
         abort(404)
 
+    @app.get("/handled")
+    def handled():
+        raise KeyError("customer 12")  # turned into a JSON 500 by the app's handler
+
+    @app.get("/soft")
+    def soft():
+        raise LookupError("not found, handled as a 200")
+
+    @app.errorhandler(KeyError)
+    def key_error(exc):
+        return {"error": "internal"}, 500
+
+    @app.errorhandler(LookupError)
+    def lookup_error(exc):
+        return {"items": []}, 200
+
     return app, engine
 
 
@@ -70,14 +86,20 @@ def test_requests_and_sql_are_recorded(settings, tmp_path):
         assert client.get("/boom").status_code == 500
         assert client.get("/missing").status_code == 404
         assert client.get("/no/such/page").status_code == 404
+        assert client.get("/handled").status_code == 500
+        assert client.get("/soft").status_code == 200
         mon.flush()
         recorded = rows(settings.store_url, "SELECT endpoint, status, request_id, "
                         "exception_type FROM ops_request ORDER BY id")
         assert [r[0] for r in recorded] == ["/items/<int:item_id>"] * 5 + [
-            "/boom", "/missing", "<no route>"]
-        assert [r[1] for r in recorded] == [200] * 5 + [500, 404, 404]
+            "/boom", "/missing", "<no route>", "/handled", "/soft"]
+        assert [r[1] for r in recorded] == [200] * 5 + [500, 404, 404, 500, 200]
         assert recorded[3][2] == "trace-42"
         assert recorded[5][3] == "RuntimeError" and recorded[6][3] is None
+        # An app's own error handler does not hide the exception of a 5xx...
+        assert recorded[8][3] == "KeyError"
+        # ...and an exception handled into a success is not an error.
+        assert recorded[9][3] is None
         queries = rows(settings.store_url, "SELECT fingerprint, sql, request_id, endpoint "
                        "FROM ops_query")
         assert len(queries) == 5 and len({q[0] for q in queries}) == 1
@@ -92,7 +114,7 @@ def test_requests_and_sql_are_recorded(settings, tmp_path):
         assert last[0] is None
         process = rows(settings.store_url, "SELECT recorded_requests, recorded_queries, "
                        "dropped FROM ops_monitor_process")
-        assert process == [(8, 6, 0)]
+        assert process == [(10, 6, 0)]
     finally:
         mon.close()
 

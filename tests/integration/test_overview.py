@@ -29,21 +29,48 @@ def test_cards_show_the_published_demo_figures(app, client, redis_client):
     body = client.get("/api/overview", headers=token_for(client, app)).get_json()
     cards = cards_by_key(body)
     assert body["console"]["demo_running"] is True
-    assert cards["endpoints"]["value"] == "120"
-    assert "6 server errors (5.0%)" in cards["endpoints"]["detail"]
-    assert cards["queries"]["value"] == "3,012"
+    assert cards["endpoints"]["value"] == "0"  # nothing monitored in this store yet
+    assert cards["queries"]["value"] == "0"
+    assert cards["backups"]["value"] == "2.4 MB"  # the demo's database size
     assert cards["models"]["value"] == "0.958"
     assert cards["jobs"]["detail"] == "next: Cache refresh"
     assert cards["redis"]["status"] == "ok"
-    assert all(not c["built"] and c["issue"] for c in cards.values())
+    assert all(c["issue"] for c in cards.values())
+    assert cards["endpoints"]["built"] and not cards["cache"]["built"]
     # A module with no live source says so instead of inventing a figure.
     assert cards["config"]["value"] is None
 
 
 def test_without_the_demo_cards_say_it_is_not_running(app, client):
     cards = cards_by_key(client.get("/api/overview", headers=token_for(client, app)).get_json())
-    assert cards["endpoints"]["value"] is None
-    assert "not running" in cards["endpoints"]["detail"]
+    assert cards["jobs"]["value"] is None
+    assert "not running" in cards["jobs"]["detail"]
+
+
+def test_endpoints_card_shows_monitored_requests(app, client, settings, tmp_path):
+    from flask import Flask
+
+    from dashapp import monitor
+    host = Flask("host")
+
+    @host.get("/ok")
+    def ok():
+        return "ok"
+
+    @host.get("/fail")
+    def fail():
+        raise RuntimeError("x")
+    mon = monitor(host, settings=settings)
+    for _ in range(18):
+        host.test_client().get("/ok")
+    for _ in range(2):
+        host.test_client().get("/fail")
+    mon.flush()
+    mon.close()
+    card = cards_by_key(client.get("/api/overview",
+                                   headers=token_for(client, app)).get_json())["endpoints"]
+    assert card["value"] == f"{20 / 900:.1f}" and card["status"] == "error"
+    assert "10.0% 5xx" in card["detail"]
 
 
 def test_traffic_series_rates(redis_client):
@@ -100,4 +127,4 @@ def test_modules_endpoint_matches_the_sidebar(app, client):
     body = client.get("/api/modules", headers=token_for(client, app)).get_json()
     assert [m["path"] for m in body["modules"]] == [m.path for m in MODULES]
     built = {m["key"] for m in body["modules"] if m["built"]}
-    assert built == {"overview"}
+    assert built == {m.key for m in MODULES if m.built} >= {"overview", "endpoints"}

@@ -22,8 +22,7 @@ from dashapp.ui import shell, theme
 
 ROOT = Path(__file__).resolve().parents[2]
 ASSETS = ROOT / "assets"
-PLACEHOLDER_KEYS = ["cache", "queries", "endpoints", "jobs", "redis", "models", "logs",
-                    "backups", "config", "profiler"]
+PLACEHOLDER_KEYS = [m.key for m in MODULES if not m.built]
 
 
 def walk(component):

@@ -1,0 +1,433 @@
+"""API metrics: throughput, latency percentiles and errors per endpoint.
+
+Reads the raw request rows `monitor()` writes (`ops_request`), the SQL they
+ran (`ops_query`) and the writers' heartbeats (`ops_monitor_process`). Plain
+functions: each takes a `Store` and parameters and returns dicts/DataFrames;
+the page and the REST API call the same ones.
+
+How the figures are computed
+----------------------------
+* Counts, 5xx `errors`, 4xx `client_errors`, mean and max per endpoint and
+  method are aggregated **in SQL** (one GROUP BY over the window, served by
+  `ix_request_time`).
+* Percentiles (p50/p95/p99) are **exact** over the raw rows in the window:
+  only the `(endpoint, method, duration_ms)` columns (or `(time, duration_ms)`
+  for a time series) are fetched, and numpy computes them per group.
+  Method: numpy's default **linear interpolation** (`np.percentile(x, q)`,
+  `method="linear"`, the same definition as PostgreSQL's `percentile_cont`
+  and Excel's `PERCENTILE.INC`): the q-th percentile of n sorted values is
+  at rank ``(n - 1) * q / 100``, interpolated between its two neighbours.
+* `error_rate` is ``errors / count`` (5xx only), a fraction from 0 to 1.
+* Time series use buckets chosen by `bucket_for()` so a chart never has more
+  than ~300 points (15 min and 1 h: 1-minute buckets; 24 h: 5 minutes;
+  7 d: 1 hour; 30 d: 3 hours). Empty buckets are filled with zero counts and
+  no percentiles.
+
+Windows go from 1 minute to 30 days. Raw rows are kept `OPS_RETENTION_DAYS`
+(7 by default): a longer window uses whatever raw rows still exist. The
+per-minute roll-ups (kept 90 days) will take over for long windows once
+they land; until then figures older than the raw retention are absent,
+never invented.
+
+Every function raises SQLAlchemy's `DBAPIError` (`OperationalError`, ...)
+when the store is unreachable; callers turn that into a 503 / an
+"unavailable" card.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import case, func, select
+
+from dashapp.store import Store
+from dashapp.store.models import MonitorProcess, QueryLog, RequestLog
+
+logger = logging.getLogger(__name__)
+
+PERCENTILES = (50, 95, 99)
+MAX_MINUTES = 30 * 24 * 60
+MAX_POINTS = 300
+# Candidate bucket sizes (seconds); the smallest giving <= MAX_POINTS wins.
+BUCKETS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+# A latency (p95, ms) at or above these is shown as slow / very slow.
+SLOW_MS = 300.0
+VERY_SLOW_MS = 1000.0
+# An error rate (5xx fraction) at or above these is a warning / an error.
+WARN_ERROR_RATE = 0.01
+BAD_ERROR_RATE = 0.05
+# A monitored process not heard from for this long is shown as stale.
+STALE_AFTER = timedelta(minutes=2)
+
+_t = RequestLog.__table__
+_q = QueryLog.__table__
+_p = MonitorProcess.__table__
+
+
+# ---------------------------------------------------------------- helpers
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(timezone.utc)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _aware(value)
+    return value.isoformat(timespec="milliseconds") if value is not None else None
+
+
+def _check_minutes(minutes: int) -> int:
+    minutes = int(minutes)
+    if not 1 <= minutes <= MAX_MINUTES:
+        raise ValueError(f"minutes must be between 1 and {MAX_MINUTES}")
+    return minutes
+
+
+def bucket_for(minutes: int) -> int:
+    """Bucket size (seconds) for a window: at most MAX_POINTS buckets, >= 1 min."""
+    span = _check_minutes(minutes) * 60
+    for size in BUCKETS:
+        if span / size <= MAX_POINTS:
+            return size
+    return BUCKETS[-1]
+
+
+def percentiles(values: Any) -> dict[str, float | None]:
+    """{"p50_ms", "p95_ms", "p99_ms"}: exact, numpy's linear method."""
+    arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return {f"p{q}_ms": None for q in PERCENTILES}
+    found = np.percentile(arr, PERCENTILES)
+    return {f"p{q}_ms": float(v) for q, v in zip(PERCENTILES, found)}
+
+
+def _rate(errors: int, count: int) -> float:
+    return errors / count if count else 0.0
+
+
+def health_of(p95_ms: float | None, error_rate: float) -> str:
+    """"ok", "warn" or "error" for an endpoint, from its p95 and 5xx rate."""
+    if error_rate >= BAD_ERROR_RATE or (p95_ms or 0) >= VERY_SLOW_MS:
+        return "error"
+    if error_rate >= WARN_ERROR_RATE or (p95_ms or 0) >= SLOW_MS:
+        return "warn"
+    return "ok"
+
+
+def _window(minutes: int, now: datetime | None) -> tuple[datetime, datetime]:
+    end = _now(now)
+    return end - timedelta(minutes=_check_minutes(minutes)), end
+
+
+def _epoch_seconds(times: pd.Series) -> np.ndarray:
+    """Datetimes (naive = UTC, or aware) as float seconds since the epoch."""
+    if not len(times):
+        return np.array([])
+    stamps = pd.to_datetime(times, utc=True)  # resolution varies (us/ns): divide
+    return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
+
+
+def _series(rows: list, start: datetime, end: datetime, bucket: int) -> pd.DataFrame:
+    """Per-bucket count, errors, client errors and percentiles of `rows`
+    ((time, status, duration_ms) tuples); every bucket of the window present."""
+    first = int(start.timestamp()) // bucket * bucket
+    last = int(end.timestamp()) // bucket * bucket
+    starts = np.arange(first, last + bucket, bucket)
+    df = pd.DataFrame(rows, columns=["time", "status", "duration_ms"])
+    if len(df):
+        df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
+    else:
+        df["bucket"] = pd.Series(dtype="int64")
+    groups = {key: g for key, g in df.groupby("bucket")} if len(df) else {}
+    records = []
+    for b in starts:
+        g = groups.get(int(b))
+        if g is None:
+            count = errors = client = 0
+            pct = percentiles([])
+        else:
+            status = g["status"].to_numpy()
+            count = int(len(g))
+            errors = int((status >= 500).sum())
+            client = int(((status >= 400) & (status < 500)).sum())
+            pct = percentiles(g["duration_ms"].to_numpy())
+        records.append({
+            "time": datetime.fromtimestamp(int(b), timezone.utc),
+            "count": count, "errors": errors, "client_errors": client,
+            "error_rate": _rate(errors, count),
+            "rps": count / bucket, **pct})
+    return pd.DataFrame(records, columns=[
+        "time", "count", "errors", "client_errors", "error_rate", "rps",
+        "p50_ms", "p95_ms", "p99_ms"])
+
+
+def _series_records(df: pd.DataFrame) -> list[dict]:
+    out = []
+    for row in df.to_dict("records"):
+        row["time"] = row["time"].isoformat()
+        for key in ("p50_ms", "p95_ms", "p99_ms"):
+            if row[key] is not None and row[key] != row[key]:  # NaN
+                row[key] = None
+        out.append(row)
+    return out
+
+
+# ---------------------------------------------------------------- queries
+
+def endpoint_summary(store: Store, minutes: int = 60, *,
+                     now: datetime | None = None) -> pd.DataFrame:
+    """One row per (endpoint, method) seen in the last `minutes`.
+
+    Columns: endpoint, method, count, errors (5xx), client_errors (4xx),
+    error_rate, mean_ms, p50_ms, p95_ms, p99_ms, max_ms, health; busiest
+    first. Counts and mean/max come from one GROUP BY; the percentiles from
+    the raw durations of the window (see the module doc).
+    """
+    start, end = _window(minutes, now)
+    in_window = (_t.c.time >= start) & (_t.c.time <= end)
+    agg = (select(_t.c.endpoint, _t.c.method,
+                  func.count().label("count"),
+                  func.sum(case((_t.c.status >= 500, 1), else_=0)).label("errors"),
+                  func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1),
+                                else_=0)).label("client_errors"),
+                  func.avg(_t.c.duration_ms).label("mean_ms"),
+                  func.max(_t.c.duration_ms).label("max_ms"))
+           .where(in_window).group_by(_t.c.endpoint, _t.c.method))
+    raw = select(_t.c.endpoint, _t.c.method, _t.c.duration_ms).where(in_window)
+    with store.engine.connect() as conn:
+        groups = conn.execute(agg).all()
+        durations = conn.execute(raw).all() if groups else []
+    columns = ["endpoint", "method", "count", "errors", "client_errors", "error_rate",
+               "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "health"]
+    if not groups:
+        return pd.DataFrame(columns=columns)
+    by_group: dict[tuple[str, str], list[float]] = {}
+    for endpoint, method, duration in durations:
+        by_group.setdefault((endpoint, method), []).append(duration)
+    rows = []
+    for g in groups:
+        count, errors = int(g.count), int(g.errors or 0)
+        pct = percentiles(by_group.get((g.endpoint, g.method), []))
+        rate = _rate(errors, count)
+        rows.append({"endpoint": g.endpoint, "method": g.method, "count": count,
+                     "errors": errors, "client_errors": int(g.client_errors or 0),
+                     "error_rate": rate, "mean_ms": float(g.mean_ms),
+                     **pct, "max_ms": float(g.max_ms),
+                     "health": health_of(pct["p95_ms"], rate)})
+    df = pd.DataFrame(rows, columns=columns)
+    return df.sort_values(["count", "endpoint", "method"],
+                          ascending=[False, True, True]).reset_index(drop=True)
+
+
+def totals(summary: pd.DataFrame) -> dict[str, Any]:
+    """Requests, 5xx, 4xx and error rate over all endpoints of a summary."""
+    count = int(summary["count"].sum()) if len(summary) else 0
+    errors = int(summary["errors"].sum()) if len(summary) else 0
+    client = int(summary["client_errors"].sum()) if len(summary) else 0
+    return {"count": count, "errors": errors, "client_errors": client,
+            "error_rate": _rate(errors, count)}
+
+
+def endpoint_exists(store: Store, endpoint: str) -> bool:
+    """True when any raw row (any time) names `endpoint`."""
+    with store.engine.connect() as conn:
+        return conn.execute(select(_t.c.id).where(_t.c.endpoint == endpoint)
+                            .limit(1)).first() is not None
+
+
+def endpoint_detail(store: Store, endpoint: str, method: str | None = None,
+                    minutes: int = 60, *, slow_limit: int = 10,
+                    now: datetime | None = None) -> dict[str, Any] | None:
+    """One endpoint (all methods, or `method`) over the last `minutes`.
+
+    Returns None when no raw row has ever named the endpoint. Otherwise:
+    totals and percentiles for the window; `series` per bucket (see
+    `bucket_for`; 1 minute for windows up to 5 hours) with count, errors,
+    client_errors, error_rate and p50/p95/p99; `status_codes` (status ->
+    count); `slowest`, its `slow_limit` slowest requests in the window with
+    their request ids (to look up the SQL they ran); `methods` seen.
+    """
+    start, end = _window(minutes, now)
+    bucket = bucket_for(minutes)
+    cond = (_t.c.endpoint == endpoint) & (_t.c.time >= start) & (_t.c.time <= end)
+    if method:
+        cond = cond & (_t.c.method == method.upper())
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
+                            .where(cond)).all()
+        if not rows and conn.execute(select(_t.c.id).where(_t.c.endpoint == endpoint)
+                                     .limit(1)).first() is None:
+            return None
+        statuses = conn.execute(select(_t.c.status, func.count().label("count"))
+                                .where(cond).group_by(_t.c.status)
+                                .order_by(_t.c.status)).all()
+        slowest = conn.execute(
+            select(_t.c.request_id, _t.c.time, _t.c.method, _t.c.status,
+                   _t.c.duration_ms, _t.c.exception_type)
+            .where(cond).order_by(_t.c.duration_ms.desc(), _t.c.id.desc())
+            .limit(slow_limit)).all()
+        methods = conn.execute(select(_t.c.method).where(_t.c.endpoint == endpoint)
+                               .where(_t.c.time >= start).distinct()).scalars().all()
+    series = _series(rows, start, end, bucket)
+    durations = np.array([r[2] for r in rows], dtype=float)
+    status = np.array([r[1] for r in rows], dtype=int)
+    count = len(rows)
+    errors = int((status >= 500).sum()) if count else 0
+    client = int(((status >= 400) & (status < 500)).sum()) if count else 0
+    return {
+        "endpoint": endpoint, "method": method.upper() if method else None,
+        "methods": sorted(methods), "minutes": minutes, "bucket_seconds": bucket,
+        "count": count, "errors": errors, "client_errors": client,
+        "error_rate": _rate(errors, count),
+        "mean_ms": float(durations.mean()) if count else None,
+        "max_ms": float(durations.max()) if count else None,
+        **percentiles(durations),
+        "series": _series_records(series),
+        "status_codes": [{"status": int(s.status), "count": int(s.count)} for s in statuses],
+        "slowest": [{"request_id": r.request_id, "time": _iso(r.time), "method": r.method,
+                     "status": int(r.status), "duration_ms": float(r.duration_ms),
+                     "exception_type": r.exception_type} for r in slowest],
+    }
+
+
+def recent_errors(store: Store, minutes: int = 60, limit: int = 100, *,
+                  kind: str = "all", now: datetime | None = None) -> pd.DataFrame:
+    """Failed requests of the window, newest first (at most `limit`).
+
+    `kind`: "all" (status >= 400), "server" (5xx) or "client" (4xx). 5xx rows
+    carry the exception type and message the host raised (when it raised).
+    """
+    start, end = _window(minutes, now)
+    cond = (_t.c.time >= start) & (_t.c.time <= end)
+    if kind == "server":
+        cond = cond & (_t.c.status >= 500)
+    elif kind == "client":
+        cond = cond & (_t.c.status >= 400) & (_t.c.status < 500)
+    elif kind == "all":
+        cond = cond & (_t.c.status >= 400)
+    else:
+        raise ValueError("kind must be all, server or client")
+    query = (select(_t.c.time, _t.c.status, _t.c.method, _t.c.endpoint, _t.c.request_id,
+                    _t.c.duration_ms, _t.c.exception_type, _t.c.exception_message)
+             .where(cond).order_by(_t.c.time.desc(), _t.c.id.desc()).limit(int(limit)))
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    columns = ["time", "status", "method", "endpoint", "request_id", "duration_ms",
+               "exception_type", "exception_message"]
+    records = []
+    for r in rows:
+        server = r.status >= 500
+        records.append({"time": _iso(r.time), "status": int(r.status), "method": r.method,
+                        "endpoint": r.endpoint, "request_id": r.request_id,
+                        "duration_ms": float(r.duration_ms),
+                        "exception_type": r.exception_type if server else None,
+                        "exception_message": r.exception_message if server else None})
+    return pd.DataFrame(records, columns=columns)
+
+
+def performance(store: Store, minutes: int = 60, bucket: int | None = None, *,
+                now: datetime | None = None) -> dict[str, Any]:
+    """All endpoints together over time: throughput, p50/p95/p99, error rate.
+
+    `bucket` (seconds) defaults to `bucket_for(minutes)`; an explicit one
+    must leave at most 1,000 points. Returns the window's totals and
+    percentiles plus `series` (see `_series`: count, rps, errors,
+    client_errors, error_rate, p50/p95/p99 per bucket).
+    """
+    start, end = _window(minutes, now)
+    if bucket is None:
+        bucket = bucket_for(minutes)
+    bucket = int(bucket)
+    if bucket < 1 or minutes * 60 / bucket > 1000:
+        raise ValueError("bucket must be at least 1 second and leave at most "
+                         "1000 points in the window")
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
+                            .where(_t.c.time >= start).where(_t.c.time <= end)).all()
+    series = _series(rows, start, end, bucket)
+    status = np.array([r[1] for r in rows], dtype=int)
+    count = len(rows)
+    errors = int((status >= 500).sum()) if count else 0
+    client = int(((status >= 400) & (status < 500)).sum()) if count else 0
+    return {"minutes": minutes, "bucket_seconds": bucket, "count": count,
+            "errors": errors, "client_errors": client, "error_rate": _rate(errors, count),
+            "rps": count / (minutes * 60),
+            **percentiles([r[2] for r in rows]),
+            "series": _series_records(series)}
+
+
+def requests_sql(store: Store, request_id: str) -> dict[str, Any]:
+    """The request with id `request_id` and the SQL it ran, in order.
+
+    `request` is None when no request row has that id (the SQL may still be
+    there: rows are written in batches); `queries` are ordered by time then
+    insertion, with position, sql (parameters redacted), duration, rows.
+    """
+    with store.engine.connect() as conn:
+        req = conn.execute(select(_t.c.endpoint, _t.c.method, _t.c.status, _t.c.time,
+                                  _t.c.duration_ms, _t.c.exception_type)
+                           .where(_t.c.request_id == request_id)
+                           .order_by(_t.c.id).limit(1)).first()
+        queries = conn.execute(select(_q.c.time, _q.c.fingerprint, _q.c.sql,
+                                      _q.c.duration_ms, _q.c.rows)
+                               .where(_q.c.request_id == request_id)
+                               .order_by(_q.c.time, _q.c.id)).all()
+    request = None
+    if req is not None:
+        request = {"endpoint": req.endpoint, "method": req.method,
+                   "status": int(req.status), "time": _iso(req.time),
+                   "duration_ms": float(req.duration_ms),
+                   "exception_type": req.exception_type}
+    items = [{"position": i + 1, "time": _iso(q.time), "fingerprint": q.fingerprint,
+              "sql": q.sql, "duration_ms": float(q.duration_ms), "rows": q.rows}
+             for i, q in enumerate(queries)]
+    return {"request_id": request_id, "request": request, "queries": items,
+            "count": len(items),
+            "total_ms": float(sum(q["duration_ms"] for q in items))}
+
+
+def monitor_health(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
+    """The processes running `monitor()`: when each was last heard from, what
+    it recorded and dropped (events lost while the store was unreachable or
+    the buffer full), and the totals the page shows."""
+    current = _now(now)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(_p).order_by(_p.c.last_seen.desc())).all()
+    processes = []
+    for r in rows:
+        last_seen = _aware(r.last_seen)
+        processes.append({
+            "process": r.process, "app_name": r.app_name,
+            "started_at": _iso(r.started_at), "last_seen": _iso(last_seen),
+            "alive": last_seen is not None and current - last_seen <= STALE_AFTER,
+            "recorded_requests": int(r.recorded_requests),
+            "recorded_queries": int(r.recorded_queries), "dropped": int(r.dropped)})
+    return {"processes": processes,
+            "alive": sum(1 for p in processes if p["alive"]),
+            "dropped": sum(p["dropped"] for p in processes),
+            "recorded_requests": sum(p["recorded_requests"] for p in processes),
+            "recorded_queries": sum(p["recorded_queries"] for p in processes)}
+
+
+def summary_records(df: pd.DataFrame) -> list[dict]:
+    """A summary DataFrame as JSON-ready dicts (NaN -> None)."""
+    records = df.to_dict("records")
+    for row in records:
+        for key, value in row.items():
+            if isinstance(value, float) and value != value:
+                row[key] = None
+    return records
+
+
+__all__ = ["bucket_for", "endpoint_detail", "endpoint_exists", "endpoint_summary",
+           "health_of", "monitor_health", "percentiles", "performance",
+           "recent_errors", "requests_sql", "summary_records", "totals"]
