@@ -97,7 +97,9 @@ class Monitor:
         from werkzeug.exceptions import HTTPException
 
         def before():
-            incoming = request.headers.get("X-Request-ID")
+            # environ, not request.headers: a missing header there costs a
+            # werkzeug exception (~10 us) on every request.
+            incoming = request.environ.get("HTTP_X_REQUEST_ID")
             rid = incoming if incoming and _REQUEST_ID_OK.match(incoming) \
                 else os.urandom(8).hex()
             rule = request.url_rule
@@ -117,15 +119,11 @@ class Monitor:
                           type(exc).__name__ if exc is not None else None,
                           str(exc)[:1000] if exc is not None else None))
             response.headers["X-Request-ID"] = rid
+            try:
+                _CURRENT.reset(_token)
+            except ValueError:  # set in another context: just clear
+                _CURRENT.set(None)
             return response
-
-        def teardown(_exc):
-            state = g.get("_ops")
-            if state is not None:
-                try:
-                    _CURRENT.reset(state[3])
-                except ValueError:  # reset from another context: just clear
-                    _CURRENT.set(None)
 
         def on_exception(_sender, exception, **_kw):
             g._ops_exc = exception
@@ -144,7 +142,6 @@ class Monitor:
         # First before_request and last after_request: time the whole request.
         app.before_request_funcs.setdefault(None, []).insert(0, before)
         app.after_request_funcs.setdefault(None, []).insert(0, after)
-        app.teardown_request(teardown)
         got_request_exception.connect(on_exception, app, weak=False)
         app.extensions["ops_monitor"] = self
 
