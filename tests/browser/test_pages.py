@@ -15,7 +15,7 @@ from tests.browser.conftest import PUBLIC_NAME, VIEWPORTS, PageWatch, sign_in_pa
 from tests.conftest import ADMIN_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT_PAGES = {"overview", "cache"}
+SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries"}
 
 
 def _screenshot_dir(tmp_path_factory) -> Path:
