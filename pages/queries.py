@@ -9,7 +9,7 @@ import logging
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html, no_update
+from dash import Input, Output, callback, dcc, html, no_update
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 

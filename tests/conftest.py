@@ -8,8 +8,6 @@ service fails the run instead of skipping.
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 import redis as redis_lib

@@ -1,7 +1,7 @@
 """/api/audit: the audit trail (admin)."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
@@ -10,15 +10,10 @@ from sqlalchemy import select
 
 from dashapp.api.common import INPUT_ERRORS, SECURITY
 from dashapp.security.roles import requires
-from dashapp.store.models import AuditEvent
+from dashapp.store.models import AuditEvent, as_utc
 
 bp = APIBlueprint("api_audit", __name__, url_prefix="/api/audit",
                   abp_tags=[Tag(name="audit", description="Audit trail")])
-
-
-def _iso(value: datetime) -> str:
-    """UTC with an explicit offset (SQLite hands back naive datetimes)."""
-    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
 
 
 class AuditQuery(BaseModel):
@@ -49,6 +44,6 @@ def list_events(query: AuditQuery):
     with current_app.extensions["ops"].store.session() as sess:
         rows = sess.scalars(stmt.limit(query.limit)).all()
     return {"events": [
-        {"id": r.id, "time": _iso(r.time), "actor": r.actor,
+        {"id": r.id, "time": as_utc(r.time).isoformat(), "actor": r.actor,
          "action": r.action, "target": r.target, "details": r.details,
          "outcome": r.outcome, "ip": r.ip} for r in rows]}

@@ -5,7 +5,7 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from dashapp.api.common import AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody, error
+from dashapp.api.common import AUTH_ERRORS, SECURITY, ErrorBody, error
 from dashapp.security import audit
 from dashapp.security.auth import current_principal
 from dashapp.security.roles import public, requires

@@ -7,12 +7,13 @@ the sign-in form.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
@@ -23,14 +24,17 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from dashapp.security import audit
 from dashapp.security.roles import PUBLIC, ROLES, access_of, role_allows
 from dashapp.store import Store
-from dashapp.store.models import ApiToken, User, utcnow
+from dashapp.store.models import ApiToken, User, as_utc, utcnow
 
 logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "ops_"
-# A hash computed once so that a sign-in for an unknown user costs as much
-# as one for a known user (no user enumeration by timing).
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Checked for unknown users so a sign-in costs the same either way (no
+    user enumeration by timing); made on first use, not at import."""
+    return generate_password_hash("not-a-real-password")
 
 # Paths a signed-out visitor may load: the sign-in form and static files.
 PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon.ico")
@@ -99,7 +103,7 @@ class UserService:
         with self.store.session() as sess:
             user = sess.scalar(select(User).where(User.username == username))
             if user is None or not user.active:
-                check_password_hash(_DUMMY_HASH, password)
+                check_password_hash(_dummy_hash(), password)
                 return None
             if not check_password_hash(user.password_hash, password):
                 return None
@@ -151,14 +155,14 @@ class UserService:
                 ApiToken.token_hash == hash_token(token)))
             if row is None or row.revoked_at is not None:
                 return None
-            if row.expires_at is not None and _aware(row.expires_at) < utcnow():
+            if row.expires_at is not None and as_utc(row.expires_at) < utcnow():
                 return None
             user = sess.get(User, row.user_id)
             if user is None or not user.active:
                 return None
             now = utcnow()
             # Touch last_used at most once a minute: no write per request.
-            if row.last_used_at is None or now - _aware(row.last_used_at) > timedelta(minutes=1):
+            if row.last_used_at is None or now - as_utc(row.last_used_at) > timedelta(minutes=1):
                 row.last_used_at = now
             return user
 
@@ -170,9 +174,6 @@ class UserService:
             return row
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes; the store always writes UTC."""
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 # ----- the request guard ----------------------------------------------------

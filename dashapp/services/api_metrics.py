@@ -44,7 +44,7 @@ import pandas as pd
 from sqlalchemy import case, func, select
 
 from dashapp.store import Store
-from dashapp.store.models import MonitorProcess, QueryLog, RequestLog
+from dashapp.store.models import MonitorProcess, QueryLog, RequestLog, as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +73,10 @@ def _now(now: datetime | None) -> datetime:
     return now if now is not None else datetime.now(timezone.utc)
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _iso(value: datetime | None) -> str | None:
-    value = _aware(value)
+    value = as_utc(value)
     return value.isoformat(timespec="milliseconds") if value is not None else None
 
 
@@ -404,7 +399,7 @@ def monitor_health(store: Store, *, now: datetime | None = None) -> dict[str, An
         rows = conn.execute(select(_p).order_by(_p.c.last_seen.desc())).all()
     processes = []
     for r in rows:
-        last_seen = _aware(r.last_seen)
+        last_seen = as_utc(r.last_seen)
         processes.append({
             "process": r.process, "app_name": r.app_name,
             "started_at": _iso(r.started_at), "last_seen": _iso(last_seen),

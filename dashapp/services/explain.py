@@ -56,7 +56,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
 
 logger = logging.getLogger(__name__)
@@ -523,7 +523,7 @@ def sqlite_tree(rows: list[tuple]) -> list[dict[str, Any]]:
     nodes: dict[int, dict] = {}
     roots: list[dict] = []
     for row in rows:
-        node_id, parent, _unused, detail = row[0], row[1], row[2], str(row[3])
+        node_id, parent, detail = row[0], row[1], str(row[3])
         node: dict[str, Any] = {"label": detail, "node_type": detail.split(" ")[0],
                                 "relation": None, "index": None, "cost": None,
                                 "rows": None, "full_scan": False, "detail": {},

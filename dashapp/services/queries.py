@@ -32,7 +32,7 @@ from dashapp.services import explain as ex
 from dashapp.services.explain import (DatabaseUnavailable, ExplainError, UnsafeSQL,
                                       check_sql, monitored_engine)
 from dashapp.store import Store
-from dashapp.store.models import QueryLog, RequestLog
+from dashapp.store.models import QueryLog, RequestLog, as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,8 @@ def _since(minutes: float) -> datetime:
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.isoformat()
+    value = as_utc(value)
+    return value.isoformat() if value is not None else None
 
 
 def _row(q: QueryLog) -> dict[str, Any]:

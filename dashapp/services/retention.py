@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from dashapp.services import latency
 from dashapp.store import Store
-from dashapp.store.models import QueryLog, RequestLog, RequestMinute
+from dashapp.store.models import QueryLog, RequestLog, RequestMinute, as_utc
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +31,19 @@ ROLLUP_LAG = timedelta(minutes=2)   # late rows (slow flushes) still make it
 ROLLUP_MAX_SPAN = timedelta(hours=6)  # per run: bounded work
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _floor_minute(value: datetime) -> datetime:
     return value.replace(second=0, microsecond=0)
+
+
+def _watermark(conn) -> datetime | None:
+    """The first minute not rolled up yet (None: no requests at all)."""
+    last = as_utc(conn.scalar(select(func.max(RequestMinute.minute))))
+    if last is not None:
+        return last + timedelta(minutes=1)
+    first = as_utc(conn.scalar(select(func.min(RequestLog.time))))
+    return None if first is None else _floor_minute(first)
 
 
 def rollup_requests(store: Store, now: datetime | None = None,
@@ -50,16 +55,10 @@ def rollup_requests(store: Store, now: datetime | None = None,
     now = now or datetime.now(timezone.utc)
     end = _floor_minute(now - ROLLUP_LAG)
     with store.engine.connect() as conn:
-        last = _aware(conn.scalar(select(func.max(RequestMinute.minute))))
-        if start is not None:
-            pass
-        elif last is not None:
-            start = last + timedelta(minutes=1)
-        else:
-            first = _aware(conn.scalar(select(func.min(RequestLog.time))))
-            if first is None:
+        if start is None:
+            start = _watermark(conn)
+            if start is None:
                 return 0
-            start = _floor_minute(first)
         end = min(end, start + ROLLUP_MAX_SPAN)
         if start >= end:
             return 0
@@ -71,7 +70,7 @@ def rollup_requests(store: Store, now: datetime | None = None,
             lambda: {"count": 0, "errors": 0, "client_errors": 0, "total_ms": 0.0,
                      "max_ms": 0.0, "hist": {}})
         for when, endpoint, method, status, ms in result:
-            g = groups[(_floor_minute(_aware(when)), endpoint, method)]
+            g = groups[(_floor_minute(as_utc(when)), endpoint, method)]
             g["count"] += 1
             g["errors"] += status >= 500
             g["client_errors"] += 400 <= status < 500
@@ -99,7 +98,7 @@ def rollup_requests(store: Store, now: datetime | None = None,
 def rolled_up_until(store: Store) -> datetime | None:
     """Raw rows before this time are rolled up."""
     with store.engine.connect() as conn:
-        last = _aware(conn.scalar(select(func.max(RequestMinute.minute))))
+        last = as_utc(conn.scalar(select(func.max(RequestMinute.minute))))
     return None if last is None else last + timedelta(minutes=1)
 
 
