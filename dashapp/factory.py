@@ -40,6 +40,7 @@ class Ops:
     users: Any
     stylesheets: list[str] = field(default_factory=list)
     generated_admin_password: str | None = None
+    redis_extra: dict[str, RedisHandle] = field(default_factory=dict)
     demo: Any = None
     demo_error: str | None = None
     scheduler: Any = None
@@ -58,8 +59,22 @@ class Ops:
                 self.demo.stop()
             except Exception:  # noqa: BLE001 - shutting down anyway
                 logger.exception("demo did not stop cleanly")
+        for handle in self.redis_extra.values():
+            handle.close()
         self.redis.close()
         self.store.close()
+
+    @property
+    def redis_instances(self) -> dict[str, RedisHandle]:
+        """Every Redis server the console watches: "default" (REDIS_URL or
+        the embedded one) first, then OPS_REDIS_INSTANCES in their order."""
+        return {"default": self.redis, **self.redis_extra}
+
+    def redis_named(self, name: str | None) -> RedisHandle:
+        """The handle called `name` (None: default); KeyError when unknown."""
+        if not name or name == "default":
+            return self.redis
+        return self.redis_extra[name]
 
 
 def _stylesheets() -> list[str]:
@@ -177,7 +192,9 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     server.config["SWAGGER_CONFIG"] = {"validatorUrl": None}
     server.config["SESSION_COOKIE_SECURE"] = settings.env == "production"
     ops = Ops(settings=settings, store=store, redis=redis, users=users,
-              stylesheets=_stylesheets(), generated_admin_password=generated)
+              stylesheets=_stylesheets(), generated_admin_password=generated,
+              redis_extra={name: RedisHandle(url, settings.instance_dir)
+                           for name, url in settings.extra_redis.items()})
     server.extensions["ops"] = ops
 
     init_auth(server, users)

@@ -1,4 +1,5 @@
-"""The console's own background jobs (APScheduler 3): roll-ups and retention.
+"""The console's own background jobs (APScheduler 3): roll-ups, retention and
+the Redis sampler.
 
 Started once per console process by create_app() when OPS_SCHEDULER is on
 (the default; tests turn it off), stopped by Ops.close() and at exit. The
@@ -11,7 +12,7 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dashapp.services import retention
+from dashapp.services import redis_collector, retention
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,11 @@ def start_scheduler(ops) -> BackgroundScheduler:
         if any(removed.values()):
             logger.info("retention removed %s", removed)
 
+    def sample_redis():
+        redis_collector.collect(ops.store, ops.redis_instances, settings.cache_prefix)
+
+    scheduler.add_job(sample_redis, "interval", seconds=redis_collector.SAMPLE_SECONDS,
+                      id="ops_redis_sample", name="Sample every watched Redis server")
     scheduler.add_job(rollup, "interval", seconds=60, id="ops_rollup",
                       name="Roll up request metrics per minute")
     scheduler.add_job(purge, "interval", minutes=10, id="ops_retention",

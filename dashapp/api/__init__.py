@@ -2,7 +2,8 @@
 
 Each module issue appends its blueprint here.
 """
-from dashapp.api import audit, auth, health, metrics, modules, overview, queries
+from dashapp.api import (audit, auth, cache, health, metrics, modules, overview,
+                         queries, redis)
 
 BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp, metrics.bp,
-              queries.bp]
+              queries.bp, cache.bp, redis.bp]

@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 
 from dashapp.services import latency
 from dashapp.store import Store
-from dashapp.store.models import QueryLog, RequestLog, RequestMinute, as_utc
+from dashapp.store.models import (QueryLog, RedisSample, RequestLog, RequestMinute,
+                                   as_utc)
 
 logger = logging.getLogger(__name__)
 
@@ -133,4 +134,5 @@ def apply_retention(store: Store, retention_days: int, rollup_days: int,
         "queries": purge(store, QueryLog, raw_cutoff),
         "rollups": purge(store, RequestMinute, now - timedelta(days=rollup_days),
                          time_column=RequestMinute.minute),
+        "redis_samples": purge(store, RedisSample, now - timedelta(days=rollup_days)),
     }

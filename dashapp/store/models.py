@@ -169,3 +169,41 @@ class RequestMinute(Base):
     total_ms: Mapped[float] = mapped_column(Float, nullable=False)
     max_ms: Mapped[float] = mapped_column(Float, nullable=False)
     hist: Mapped[dict] = mapped_column(JSON, nullable=False)
+
+
+# ----- Redis (issue 4) -------------------------------------------------------
+
+class RedisSample(Base):
+    """One reading of a Redis server's INFO (and the @cached counters), taken
+    by the console's collector; the Cache and Redis pages chart these.
+
+    Counters (`hits`, `misses`, `commands`, `evicted`, `expired`,
+    `cache_hits`, `cache_misses`) are Redis's cumulative totals: rates come
+    from the difference between two samples, so a missed sample loses nothing.
+    """
+    __tablename__ = "ops_redis_sample"
+    __table_args__ = (
+        UniqueConstraint("instance", "time", name="uq_redis_sample"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    instance: Mapped[str] = mapped_column(String(32), nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    uptime_s: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_memory: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_memory_peak: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_memory_rss: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    used_memory_dataset: Mapped[int | None] = mapped_column(BigInteger)
+    fragmentation: Mapped[float | None] = mapped_column(Float)
+    maxmemory: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    keys: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    clients: Mapped[int] = mapped_column(Integer, nullable=False)
+    blocked_clients: Mapped[int] = mapped_column(Integer, nullable=False)
+    ops_per_sec: Mapped[int] = mapped_column(Integer, nullable=False)
+    commands: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    hits: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    misses: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    evicted: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expired: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    cache_hits: Mapped[int | None] = mapped_column(BigInteger)
+    cache_misses: Mapped[int | None] = mapped_column(BigInteger)

@@ -33,7 +33,8 @@ def test_console_scheduler_runs_rollups_and_retention(settings, redis_client):
     ops = create_app(settings.model_copy(update={"scheduler": True})).server.extensions["ops"]
     try:
         assert ops.scheduler.running
-        assert {j.id for j in ops.scheduler.get_jobs()} == {"ops_rollup", "ops_retention"}
+        assert {j.id for j in ops.scheduler.get_jobs()} == {"ops_rollup", "ops_retention",
+                                                          "ops_redis_sample"}
     finally:
         ops.close()
     assert not ops.scheduler.running

@@ -1,0 +1,1 @@
+"""The caching toolkit for monitored applications (issue 4): being built."""
