@@ -46,3 +46,23 @@ def validation_error_response(exc: ValidationError):
     if len(fields) > 1:
         message += f" (and {len(fields) - 1} more)"
     return error(400, "invalid_request", message, fields=fields)
+
+
+def redis_handle(instance: str | None):
+    """(handle, None) for a watched Redis by name, else (None, 404 response)."""
+    from flask import current_app
+    ops = current_app.extensions["ops"]
+    try:
+        return ops.redis_named(instance), None
+    except KeyError:
+        names = ", ".join(ops.redis_instances)
+        return None, error(404, "unknown_instance",
+                           f"No Redis instance called {instance!r}; known: {names}")
+
+
+def redis_unavailable(exc: Exception, instance: str | None = None):
+    """503 for a Redis that cannot be reached, without leaking its URL."""
+    name = instance or "default"
+    logger.warning("Redis %s unavailable: %s", name, exc)
+    return error(503, "redis_unavailable",
+                 f"Redis ({name}) is unavailable: {type(exc).__name__}: {str(exc)[:200]}")

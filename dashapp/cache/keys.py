@@ -9,6 +9,17 @@ toolkit (in the monitored app) and the console's Cache page both read.
     <prefix>:_meta:index:<namespace>       ZSET entry key -> expiry (epoch s),
                                            so key counts and memory need no SCAN
 
+    <prefix>:_meta:warmers                 HASH namespace -> JSON {"description",
+                                           "every" (seconds or null), "process",
+                                           "registered_at" (ISO 8601)}: who can warm what
+    <prefix>:_meta:warm_requests           LIST of JSON {"id", "namespace",
+                                           "requested_by", "at"}: the console LPUSHes,
+                                           a host process running the warmer pops
+    <prefix>:_meta:warm_status:<namespace> HASH last_request_id, last_started,
+                                           last_finished (ISO 8601), last_duration_ms,
+                                           last_entries, last_error ("" when none),
+                                           runs, process
+
 Namespaces never start with "_", so no namespace can collide with `_meta`.
 """
 from __future__ import annotations
@@ -49,3 +60,15 @@ def index_key(prefix: str, namespace: str) -> str:
 
 def _escape(text: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", text)
+
+
+def warmers_key(prefix: str) -> str:
+    return f"{prefix}:_meta:warmers"
+
+
+def warm_requests_key(prefix: str) -> str:
+    return f"{prefix}:_meta:warm_requests"
+
+
+def warm_status_key(prefix: str, namespace: str) -> str:
+    return f"{prefix}:_meta:warm_status:{namespace}"
