@@ -25,6 +25,7 @@ def start_scheduler(ops) -> BackgroundScheduler:
 
     def rollup():
         written = retention.rollup_requests(ops.store)
+        written += retention.rollup_hours(ops.store)
         if written:
             logger.debug("rolled up %d request-minute rows", written)
 

@@ -91,7 +91,7 @@ class EndpointRow(BaseModel):
     client_errors: int = Field(description="4xx responses")
     error_rate: float = Field(description="errors / count (5xx only), 0 to 1")
     mean_ms: float
-    p50_ms: float | None = Field(description="Exact, numpy's linear interpolation")
+    p50_ms: float | None = Field(description="See `percentiles` in the response")
     p95_ms: float | None
     p99_ms: float | None
     max_ms: float
@@ -101,6 +101,9 @@ class EndpointRow(BaseModel):
 class EndpointsResponse(BaseModel):
     endpoints: list[EndpointRow]
     minutes: int
+    percentiles: Literal["exact", "histogram"] = Field(
+        description="exact: from the raw rows (windows up to 60 minutes); "
+                    "histogram: from the roll-ups, within ±9.5 % (longer windows)")
 
 
 class _Figures(BaseModel):
@@ -227,11 +230,17 @@ def _detail(name: str, method: str | None, minutes: int, slow_limit: int):
 @bp.get("/endpoints", responses={200: EndpointsResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 def endpoints(query: WindowQuery):
-    """Every endpoint seen in the window: counts, 5xx/4xx, exact p50/p95/p99."""
+    """Every endpoint seen in the window: counts, 5xx/4xx, p50/p95/p99.
+
+    Up to 60 minutes the percentiles are exact (raw rows); longer windows
+    are answered from the per-minute and hourly roll-ups, with percentiles
+    from latency histograms within ±9.5 % (`percentiles` says which).
+    """
     df, failure = _call(svc.endpoint_summary, query.minutes)
     if failure is not None:
         return failure
-    return {"endpoints": svc.summary_records(df), "minutes": query.minutes}
+    return {"endpoints": svc.summary_records(df), "minutes": query.minutes,
+            "percentiles": df.attrs.get("percentiles", "exact")}
 
 
 @bp.get("/endpoint", responses={200: EndpointDetailResponse, 404: ErrorBody, **ERRORS},

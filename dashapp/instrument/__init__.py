@@ -1,7 +1,7 @@
 """`monitor()`: instrument a host Flask (or Dash, via `app.server`) app.
 
-What it costs the host: per request, two small hook calls and one append to
-an in-memory deque; per SQL statement, two `perf_counter()` calls and one
+What it costs the host: per request, one wrapper call around Flask's
+dispatch and one append to an in-memory deque; per SQL statement, two `perf_counter()` calls and one
 append. A background thread turns the buffered events into rows and writes
 them in batches to the store. A request never waits on the store; a store
 outage never raises into the host (events are dropped and counted); the
@@ -32,6 +32,15 @@ _CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVa
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 NO_ROUTE = "<no route>"
 _REQ, _SQL = 0, 1
+
+
+def _request_ids():
+    """Request ids unique across processes and restarts: a random prefix per
+    process and a counter (cheaper than urandom per request)."""
+    import itertools
+    prefix = os.urandom(5).hex()
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):06x}"
 
 
 def current_request_id() -> str | None:
@@ -93,56 +102,75 @@ class Monitor:
             self._wake.set()
 
     def _install_flask(self, app) -> None:
-        from flask import g, got_request_exception, request
+        """Wrap the app's `full_dispatch_request`: one Python call around
+        routing, hooks, the view and error handlers, rather than a
+        before_request and an after_request hook (each costs a trip through
+        Flask's hook machinery and `g`)."""
+        from flask.globals import _cv_request
         from werkzeug.exceptions import HTTPException
 
-        def before():
+        record = self._record
+        perf = time.perf_counter
+        # Wall-clock time from the monotonic clock: one clock read per edge.
+        wall_offset = time.time() - perf()
+        next_id = _request_ids()
+        ok = _REQUEST_ID_OK.match
+        current = _CURRENT
+        dispatch = app.full_dispatch_request
+        handle_exception = app.handle_exception
+        handle_user_exception = app.handle_user_exception
+
+        def full_dispatch_request():
+            started = perf()
+            req = _cv_request.get().request
+            environ = req.environ
             # environ, not request.headers: a missing header there costs a
             # werkzeug exception (~10 us) on every request.
-            incoming = request.environ.get("HTTP_X_REQUEST_ID")
-            rid = incoming if incoming and _REQUEST_ID_OK.match(incoming) \
-                else os.urandom(8).hex()
-            rule = request.url_rule
+            incoming = environ.get("HTTP_X_REQUEST_ID")
+            rid = incoming if incoming and ok(incoming) else next_id()
+            environ["ops.request_id"] = rid
+            rule = req.url_rule
             endpoint = rule.rule if rule is not None else NO_ROUTE
-            g._ops = (time.perf_counter(), rid, endpoint,
-                      _CURRENT.set((rid, endpoint)))
-
-        def after(response):
-            state = g.get("_ops")
-            if state is None:
-                return response
-            started, rid, endpoint, _token = state
-            exc = g.get("_ops_exc") if response.status_code >= 500 else None
-            self._record((_REQ, time.time(), endpoint, request.method,
-                          response.status_code,
-                          (time.perf_counter() - started) * 1000.0, rid,
-                          type(exc).__name__ if exc is not None else None,
-                          str(exc)[:1000] if exc is not None else None))
-            response.headers["X-Request-ID"] = rid
+            token = current.set((rid, endpoint))
             try:
-                _CURRENT.reset(_token)
-            except ValueError:  # set in another context: just clear
-                _CURRENT.set(None)
+                response = dispatch()
+            except Exception as exc:
+                # Unhandled: Flask turns it into a 500 after we return.
+                ended = perf()
+                record((_REQ, wall_offset + ended, endpoint, req.method, 500,
+                        (ended - started) * 1000.0, rid, type(exc).__name__,
+                        str(exc)[:1000]))
+                raise
+            finally:
+                current.reset(token)
+            ended = perf()
+            status = response.status_code
+            exc = environ.get("ops.exception") if status >= 500 else None
+            record((_REQ, wall_offset + ended, endpoint, req.method, status,
+                    (ended - started) * 1000.0, rid,
+                    type(exc).__name__ if exc is not None else None,
+                    str(exc)[:1000] if exc is not None else None))
+            response.headers["X-Request-ID"] = rid
             return response
 
-        def on_exception(_sender, exception, **_kw):
-            g._ops_exc = exception
-
-        # An app's own @errorhandler(Exception) turns the error into a
-        # response before Flask's got_request_exception fires, so also note
-        # the exception where Flask hands it to the handlers.
-        original_handler = app.handle_user_exception
-
-        def handle_user_exception(e):
+        def user_exception(e):
+            # An app's own @errorhandler(Exception) turns the error into a
+            # response inside dispatch: note the exception for the record.
             if not isinstance(e, HTTPException):
-                g._ops_exc = e
-            return original_handler(e)
-        app.handle_user_exception = handle_user_exception
+                _cv_request.get().request.environ["ops.exception"] = e
+            return handle_user_exception(e)
 
-        # First before_request and last after_request: time the whole request.
-        app.before_request_funcs.setdefault(None, []).insert(0, before)
-        app.after_request_funcs.setdefault(None, []).insert(0, after)
-        got_request_exception.connect(on_exception, app, weak=False)
+        def unhandled_exception(e):
+            response = handle_exception(e)
+            ctx = _cv_request.get(None)
+            rid = ctx.request.environ.get("ops.request_id") if ctx else None
+            if rid:
+                response.headers["X-Request-ID"] = rid
+            return response
+
+        app.full_dispatch_request = full_dispatch_request
+        app.handle_user_exception = user_exception
+        app.handle_exception = unhandled_exception
         app.extensions["ops_monitor"] = self
 
     def watch_engine(self, engine) -> None:

@@ -7,27 +7,29 @@ the page and the REST API call the same ones.
 
 How the figures are computed
 ----------------------------
-* Counts, 5xx `errors`, 4xx `client_errors`, mean and max per endpoint and
-  method are aggregated **in SQL** (one GROUP BY over the window, served by
-  `ix_request_time`).
-* Percentiles (p50/p95/p99) are **exact** over the raw rows in the window:
-  only the `(endpoint, method, duration_ms)` columns (or `(time, duration_ms)`
-  for a time series) are fetched, and numpy computes them per group.
-  Method: numpy's default **linear interpolation** (`np.percentile(x, q)`,
-  `method="linear"`, the same definition as PostgreSQL's `percentile_cont`
-  and Excel's `PERCENTILE.INC`): the q-th percentile of n sorted values is
-  at rank ``(n - 1) * q / 100``, interpolated between its two neighbours.
+* Windows up to EXACT_MINUTES (60): counts, 5xx `errors`, 4xx
+  `client_errors`, mean and max per endpoint and method are aggregated **in
+  SQL** (one GROUP BY over the window, served by `ix_request_time`), and the
+  percentiles (p50/p95/p99) are **exact** over the raw rows: only
+  `(endpoint, method, duration_ms)` is fetched and numpy computes them per
+  group with its default **linear interpolation** (`np.percentile(x, q)`, the
+  same definition as PostgreSQL's `percentile_cont` and Excel's
+  `PERCENTILE.INC`): the q-th percentile of n sorted values is at rank
+  ``(n - 1) * q / 100``, interpolated between its two neighbours.
+* Longer endpoint summaries come from the roll-ups (`_rolled_summary`):
+  whole hours from `ops_request_hour`, the edge minutes from
+  `ops_request_minute`, the minutes not rolled up yet from the raw rows.
+  Counts, errors, mean and max stay exact; percentiles are nearest-rank over
+  merged latency histograms, within about ±9.5 % (`dashapp.services.latency`).
+  A day over 1,000,000 requests answers in under 100 ms (benchmarks/).
+  Roll-ups are kept `OPS_ROLLUP_RETENTION_DAYS`, so 30-day windows are whole.
+* The time series of an endpoint and of `performance()` still read raw rows
+  (exact per bucket); they cover what the raw retention keeps.
 * `error_rate` is ``errors / count`` (5xx only), a fraction from 0 to 1.
 * Time series use buckets chosen by `bucket_for()` so a chart never has more
   than ~300 points (15 min and 1 h: 1-minute buckets; 24 h: 5 minutes;
   7 d: 1 hour; 30 d: 3 hours). Empty buckets are filled with zero counts and
   no percentiles.
-
-Windows go from 1 minute to 30 days. Raw rows are kept `OPS_RETENTION_DAYS`
-(7 by default): a longer window uses whatever raw rows still exist. The
-per-minute roll-ups (kept 90 days) will take over for long windows once
-they land; until then figures older than the raw retention are absent,
-never invented.
 
 Every function raises SQLAlchemy's `DBAPIError` (`OperationalError`, ...)
 when the store is unreachable; callers turn that into a 503 / an
@@ -41,16 +43,21 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import case, func, select
+from sqlalchemy import bindparam, case, func, select, text
 
 from dashapp.store import Store
-from dashapp.store.models import MonitorProcess, QueryLog, RequestLog, as_utc
+from dashapp.services import latency
+from dashapp.store.models import (MonitorProcess, QueryLog, RequestHour, RequestLog,
+                                   RequestMinute, as_utc)
 
 logger = logging.getLogger(__name__)
 
 PERCENTILES = (50, 95, 99)
 MAX_MINUTES = 30 * 24 * 60
 MAX_POINTS = 300
+# Windows up to this many minutes get exact percentiles from the raw rows;
+# longer ones are answered from the per-minute roll-ups (histograms).
+EXACT_MINUTES = 60
 # Candidate bucket sizes (seconds); the smallest giving <= MAX_POINTS wins.
 BUCKETS = (60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 # A latency (p95, ms) at or above these is shown as slow / very slow.
@@ -65,6 +72,8 @@ STALE_AFTER = timedelta(minutes=2)
 _t = RequestLog.__table__
 _q = QueryLog.__table__
 _p = MonitorProcess.__table__
+_m = RequestMinute.__table__
+_h = RequestHour.__table__
 
 
 # ---------------------------------------------------------------- helpers
@@ -178,49 +187,171 @@ def _series_records(df: pd.DataFrame) -> list[dict]:
 
 # ---------------------------------------------------------------- queries
 
+SUMMARY_COLUMNS = ["endpoint", "method", "count", "errors", "client_errors", "error_rate",
+                   "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "health"]
+
+
 def endpoint_summary(store: Store, minutes: int = 60, *,
                      now: datetime | None = None) -> pd.DataFrame:
     """One row per (endpoint, method) seen in the last `minutes`.
 
     Columns: endpoint, method, count, errors (5xx), client_errors (4xx),
     error_rate, mean_ms, p50_ms, p95_ms, p99_ms, max_ms, health; busiest
-    first. Counts and mean/max come from one GROUP BY; the percentiles from
-    the raw durations of the window (see the module doc).
+    first. `df.attrs["percentiles"]` says how the percentiles were found:
+    "exact" (windows up to EXACT_MINUTES, from the raw durations) or
+    "histogram" (longer windows, see `_rolled_summary`).
     """
     start, end = _window(minutes, now)
+    if minutes <= EXACT_MINUTES:
+        df = _exact_summary(store, start, end)
+        df.attrs["percentiles"] = "exact"
+    else:
+        df = _rolled_summary(store, start, end)
+        df.attrs["percentiles"] = "histogram"
+    return df
+
+
+def _summary_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    if not len(df):
+        return df
+    return df.sort_values(["count", "endpoint", "method"],
+                          ascending=[False, True, True]).reset_index(drop=True)
+
+
+def _summary_row(endpoint, method, count, errors, client_errors, total_ms, max_ms,
+                 pct) -> dict:
+    rate = _rate(errors, count)
+    return {"endpoint": endpoint, "method": method, "count": count, "errors": errors,
+            "client_errors": client_errors, "error_rate": rate,
+            "mean_ms": total_ms / count if count else 0.0, **pct, "max_ms": max_ms,
+            "health": health_of(pct["p95_ms"], rate)}
+
+
+def _exact_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
+    """Counts and mean/max from one GROUP BY; percentiles from the raw
+    durations of the window (see the module doc)."""
     in_window = (_t.c.time >= start) & (_t.c.time <= end)
     agg = (select(_t.c.endpoint, _t.c.method,
                   func.count().label("count"),
                   func.sum(case((_t.c.status >= 500, 1), else_=0)).label("errors"),
                   func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1),
                                 else_=0)).label("client_errors"),
-                  func.avg(_t.c.duration_ms).label("mean_ms"),
+                  func.sum(_t.c.duration_ms).label("total_ms"),
                   func.max(_t.c.duration_ms).label("max_ms"))
            .where(in_window).group_by(_t.c.endpoint, _t.c.method))
     raw = select(_t.c.endpoint, _t.c.method, _t.c.duration_ms).where(in_window)
     with store.engine.connect() as conn:
         groups = conn.execute(agg).all()
         durations = conn.execute(raw).all() if groups else []
-    columns = ["endpoint", "method", "count", "errors", "client_errors", "error_rate",
-               "mean_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms", "health"]
-    if not groups:
-        return pd.DataFrame(columns=columns)
     by_group: dict[tuple[str, str], list[float]] = {}
     for endpoint, method, duration in durations:
         by_group.setdefault((endpoint, method), []).append(duration)
+    return _summary_frame([
+        _summary_row(g.endpoint, g.method, int(g.count), int(g.errors or 0),
+                     int(g.client_errors or 0), float(g.total_ms), float(g.max_ms),
+                     percentiles(by_group.get((g.endpoint, g.method), [])))
+        for g in groups])
+
+
+def _hist_sql(dialect: str, table: str, column: str) -> str:
+    """Per (endpoint, method, bucket) sums of roll-up histograms, merged in
+    the database (json_each) so no histogram crosses the wire."""
+    each = "json_each(m.hist)" if dialect == "sqlite" else "json_each_text(m.hist)"
+    return (f"SELECT m.endpoint, m.method, CAST(j.key AS INTEGER) AS k, "
+            f"SUM(CAST(j.value AS BIGINT)) AS n "
+            f"FROM {table} AS m, {each} AS j "
+            f"WHERE m.{column} >= :lo AND m.{column} < :hi AND m.endpoint != '' "
+            f"GROUP BY m.endpoint, m.method, CAST(j.key AS INTEGER)")
+
+
+def _ceil(value: datetime, step: timedelta) -> datetime:
+    floor = value.replace(minute=0, second=0, microsecond=0)
+    return floor if floor == value else floor + step
+
+
+def _rolled_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
+    """A long window from the roll-ups plus the raw rows of the minutes not
+    rolled up yet: whole hours from `ops_request_hour`, the minutes at the
+    edges from `ops_request_minute`, the newest minutes from `ops_request`.
+
+    Whole minutes: the window starts at the minute `start` falls in. Counts,
+    errors, mean and max are exact; p50/p95/p99 come from the merged latency
+    histograms (dashapp.services.latency: within about ±9.5 %, nearest rank).
+    Roll-ups outlive the raw rows (OPS_ROLLUP_RETENTION_DAYS), so a 30-day
+    window covers 30 days even with a 7-day raw retention.
+    """
+    first = start.replace(second=0, microsecond=0)
+    hour = timedelta(hours=1)
+    groups: dict[tuple[str, str], dict] = {}
+
+    def group(endpoint, method):
+        g = groups.get((endpoint, method))
+        if g is None:
+            g = groups[(endpoint, method)] = {
+                "count": 0, "errors": 0, "client_errors": 0, "total_ms": 0.0,
+                "max_ms": 0.0, "hist": np.zeros(latency.MAX_BUCKET + 1, np.int64)}
+        return g
+
+    def add_rollups(conn, table, column, lo, hi):
+        if hi <= lo:
+            return
+        col = table.c[column]
+        sums = conn.execute(
+            select(table.c.endpoint, table.c.method, func.sum(table.c.count),
+                   func.sum(table.c.errors), func.sum(table.c.client_errors),
+                   func.sum(table.c.total_ms), func.max(table.c.max_ms))
+            .where(col >= lo, col < hi, table.c.endpoint != "")
+            .group_by(table.c.endpoint, table.c.method)).all()
+        for endpoint, method, count, errors, client, total, mx in sums:
+            g = group(endpoint, method)
+            g["count"] += int(count or 0)
+            g["errors"] += int(errors or 0)
+            g["client_errors"] += int(client or 0)
+            g["total_ms"] += float(total or 0)
+            g["max_ms"] = max(g["max_ms"], float(mx or 0))
+        hist = text(_hist_sql(store.engine.dialect.name, table.name, column)).bindparams(
+            bindparam("lo", type_=col.type), bindparam("hi", type_=col.type))
+        for endpoint, method, k, n in conn.execute(hist, {"lo": lo, "hi": hi}):
+            group(endpoint, method)["hist"][min(max(int(k), 0), latency.MAX_BUCKET)] += int(n)
+
+    with store.engine.connect() as conn:
+        last_minute = as_utc(conn.scalar(select(func.max(_m.c.minute))))
+        split = first if last_minute is None else \
+            min(max(last_minute + timedelta(minutes=1), first), end)
+        last_hour = as_utc(conn.scalar(select(func.max(_h.c.hour))))
+        hours_lo = _ceil(first, hour)
+        hours_hi = hours_lo if last_hour is None else \
+            max(hours_lo, min(last_hour + hour, split.replace(minute=0, second=0,
+                                                              microsecond=0)))
+        if hours_hi > hours_lo:
+            add_rollups(conn, _m, "minute", first, hours_lo)
+            add_rollups(conn, _h, "hour", hours_lo, hours_hi)
+            add_rollups(conn, _m, "minute", hours_hi, split)
+        else:
+            add_rollups(conn, _m, "minute", first, split)
+        raw = conn.execute(select(_t.c.endpoint, _t.c.method, _t.c.status, _t.c.duration_ms)
+                           .where(_t.c.time >= split, _t.c.time <= end)).all()
+    if raw:
+        df = pd.DataFrame(raw, columns=["endpoint", "method", "status", "duration_ms"])
+        for (endpoint, method), part in df.groupby(["endpoint", "method"]):
+            g = group(endpoint, method)
+            status, ms = part["status"].to_numpy(), part["duration_ms"].to_numpy()
+            g["count"] += len(part)
+            g["errors"] += int((status >= 500).sum())
+            g["client_errors"] += int(((status >= 400) & (status < 500)).sum())
+            g["total_ms"] += float(ms.sum())
+            g["max_ms"] = max(g["max_ms"], float(ms.max()))
+            g["hist"] += latency.dense_of(ms)
     rows = []
-    for g in groups:
-        count, errors = int(g.count), int(g.errors or 0)
-        pct = percentiles(by_group.get((g.endpoint, g.method), []))
-        rate = _rate(errors, count)
-        rows.append({"endpoint": g.endpoint, "method": g.method, "count": count,
-                     "errors": errors, "client_errors": int(g.client_errors or 0),
-                     "error_rate": rate, "mean_ms": float(g.mean_ms),
-                     **pct, "max_ms": float(g.max_ms),
-                     "health": health_of(pct["p95_ms"], rate)})
-    df = pd.DataFrame(rows, columns=columns)
-    return df.sort_values(["count", "endpoint", "method"],
-                          ascending=[False, True, True]).reset_index(drop=True)
+    for (endpoint, method), g in groups.items():
+        if not g["count"]:
+            continue
+        qs = latency.quantiles_dense(g["hist"], [q / 100 for q in PERCENTILES])
+        pct = {f"p{q}_ms": v for q, v in zip(PERCENTILES, qs)}
+        rows.append(_summary_row(endpoint, method, g["count"], g["errors"],
+                                 g["client_errors"], g["total_ms"], g["max_ms"], pct))
+    return _summary_frame(rows)
 
 
 def totals(summary: pd.DataFrame) -> dict[str, Any]:

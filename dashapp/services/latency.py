@@ -58,3 +58,36 @@ def quantile(hist: Mapping, q: float) -> float | None:
         if seen >= rank:
             return bucket_value(k)
     return bucket_value(items[-1][0])
+
+
+def dense(hist: Mapping) -> "np.ndarray":
+    """A histogram as a dense count array indexed by bucket."""
+    import numpy as np
+    counts = np.zeros(MAX_BUCKET + 1, dtype=np.int64)
+    for k, n in hist.items():
+        counts[min(max(int(k), 0), MAX_BUCKET)] += int(n)
+    return counts
+
+
+def dense_of(durations) -> "np.ndarray":
+    """Durations (ms) straight into a dense count array (vectorised)."""
+    import numpy as np
+    ms = np.asarray(durations, dtype=float)
+    if not ms.size:
+        return np.zeros(MAX_BUCKET + 1, dtype=np.int64)
+    ks = np.floor(np.log(np.maximum(ms, BASE_MS) / BASE_MS) / _LOG_GROWTH).astype(int)
+    return np.bincount(np.clip(ks, 0, MAX_BUCKET), minlength=MAX_BUCKET + 1)
+
+
+def quantiles_dense(counts, qs) -> list[float | None]:
+    """Nearest-rank quantiles (0..1) from a dense count array."""
+    import numpy as np
+    total = int(counts.sum())
+    if not total:
+        return [None for _ in qs]
+    cum = np.cumsum(counts)
+    out = []
+    for q in qs:
+        rank = max(1, math.ceil(q * total))
+        out.append(bucket_value(int(np.searchsorted(cum, rank))))
+    return out

@@ -1,7 +1,8 @@
 """Roll-ups and retention for the instrumentation tables.
 
 `rollup_requests` folds finished minutes of raw request rows into
-`ops_request_minute` (counts, errors, total/max and a latency histogram).
+`ops_request_minute` (counts, errors, total/max and a latency histogram);
+`rollup_hours` folds whole hours of those into `ops_request_hour`.
 A unique key on (minute, endpoint, method) makes it safe when several
 console workers run it at once: a duplicate run fails its insert and
 changes nothing.
@@ -23,8 +24,8 @@ from sqlalchemy.exc import IntegrityError
 
 from dashapp.services import latency
 from dashapp.store import Store
-from dashapp.store.models import (QueryLog, RedisSample, RequestLog, RequestMinute,
-                                   as_utc)
+from dashapp.store.models import (QueryLog, RedisSample, RequestHour, RequestLog,
+                                   RequestMinute, as_utc)
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,66 @@ def rollup_requests(store: Store, now: datetime | None = None,
     return len(rows)
 
 
+HOUR = timedelta(hours=1)
+HOURS_MAX_SPAN = timedelta(days=7)
+
+
+def _floor_hour(value: datetime) -> datetime:
+    return value.replace(minute=0, second=0, microsecond=0)
+
+
+def rollup_hours(store: Store) -> int:
+    """Fold whole hours of per-minute roll-ups into `ops_request_hour`;
+    returns rows written. Same watermark and duplicate-safety as minutes."""
+    m = RequestMinute
+    with store.engine.connect() as conn:
+        last = as_utc(conn.scalar(select(func.max(RequestHour.hour))))
+        if last is not None:
+            start = last + HOUR
+        else:
+            first = as_utc(conn.scalar(select(func.min(m.minute))))
+            if first is None:
+                return 0
+            start = _floor_hour(first)
+        minutes_until = rolled_up_until(store)
+        if minutes_until is None:
+            return 0
+        end = min(_floor_hour(minutes_until), start + HOURS_MAX_SPAN)
+        if start >= end:
+            return 0
+        result = conn.execute(
+            select(m.minute, m.endpoint, m.method, m.count, m.errors, m.client_errors,
+                   m.total_ms, m.max_ms, m.hist)
+            .where(m.minute >= start, m.minute < end, m.endpoint != ""))
+        groups: dict[tuple, dict] = {}
+        for minute, endpoint, method, count, errors, client, total, mx, hist in result:
+            key = (_floor_hour(as_utc(minute)), endpoint, method)
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = {"count": 0, "errors": 0, "client_errors": 0,
+                                   "total_ms": 0.0, "max_ms": 0.0, "hist": {}}
+            g["count"] += count
+            g["errors"] += errors
+            g["client_errors"] += client
+            g["total_ms"] += total
+            g["max_ms"] = max(g["max_ms"], mx)
+            for k, n in hist.items():
+                g["hist"][k] = g["hist"].get(k, 0) + n
+    rows = [{"hour": hour, "endpoint": endpoint, "method": method, **values}
+            for (hour, endpoint, method), values in groups.items()]
+    if not rows:  # an empty stretch still moves the watermark
+        rows = [{"hour": end - HOUR, "endpoint": "", "method": "", "count": 0, "errors": 0,
+                 "client_errors": 0, "total_ms": 0.0, "max_ms": 0.0, "hist": {}}]
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(RequestHour), rows)
+    except IntegrityError:
+        logger.info("hourly roll-up for %s..%s already written by another worker",
+                    start, end)
+        return 0
+    return len(rows)
+
+
 def rolled_up_until(store: Store) -> datetime | None:
     """Raw rows before this time are rolled up."""
     with store.engine.connect() as conn:
@@ -134,5 +195,7 @@ def apply_retention(store: Store, retention_days: int, rollup_days: int,
         "queries": purge(store, QueryLog, raw_cutoff),
         "rollups": purge(store, RequestMinute, now - timedelta(days=rollup_days),
                          time_column=RequestMinute.minute),
+        "hourly_rollups": purge(store, RequestHour, now - timedelta(days=rollup_days),
+                                time_column=RequestHour.hour),
         "redis_samples": purge(store, RedisSample, now - timedelta(days=rollup_days)),
     }

@@ -171,6 +171,27 @@ class RequestMinute(Base):
     hist: Mapped[dict] = mapped_column(JSON, nullable=False)
 
 
+class RequestHour(Base):
+    """Requests per hour, endpoint and method: `ops_request_minute` folded
+    by the hour, so a day-long summary merges 24 histograms per endpoint,
+    not 1,440."""
+    __tablename__ = "ops_request_hour"
+    __table_args__ = (
+        UniqueConstraint("hour", "endpoint", "method", name="uq_request_hour"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
+    method: Mapped[str] = mapped_column(String(10), nullable=False)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    errors: Mapped[int] = mapped_column(Integer, nullable=False)
+    client_errors: Mapped[int] = mapped_column(Integer, nullable=False)
+    total_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    max_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    hist: Mapped[dict] = mapped_column(JSON, nullable=False)
+
+
 # ----- Redis (issue 4) -------------------------------------------------------
 
 class RedisSample(Base):

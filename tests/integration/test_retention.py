@@ -9,7 +9,7 @@ from sqlalchemy import func, insert, select
 
 from dashapp.services import latency, retention
 from dashapp.store import Store
-from dashapp.store.models import QueryLog, RequestLog, RequestMinute
+from dashapp.store.models import QueryLog, RequestHour, RequestLog, RequestMinute
 
 NOW = datetime(2026, 11, 26, 12, 0, 30, tzinfo=timezone.utc)
 
@@ -97,3 +97,60 @@ def test_a_second_worker_rolling_up_the_same_minutes_changes_nothing(store_url):
 def _sum(store):
     with store.engine.connect() as conn:
         return conn.scalar(select(func.coalesce(func.sum(RequestMinute.count), 0)))
+
+
+def test_long_window_summary_from_hourly_and_minute_rollups(store_url):
+    """A 6-hour window: whole hours come from ops_request_hour, the edges
+    from ops_request_minute, the newest minutes from raw rows. Counts, errors,
+    mean and max match the raw rows exactly; percentiles within the
+    histogram's bound; and the figures survive the purge of the raw rows."""
+    from dashapp.services import api_metrics
+    store = Store(store_url)
+    store.upgrade()
+    try:
+        rng = np.random.default_rng(11)
+        start = NOW - timedelta(hours=5, minutes=37)
+        rows = []
+        for i in range(4000):
+            when = start + timedelta(seconds=float(rng.uniform(0, 5 * 3600 + 37 * 60)))
+            rows.append({"time": when, "endpoint": "/slow" if i % 4 == 0 else "/fast",
+                         "method": "GET", "status": 500 if i % 50 == 0 else 200,
+                         "duration_ms": float(rng.lognormal(5 if i % 4 == 0 else 2, 0.7)),
+                         "request_id": f"r{i}", "process": "p"})
+        with store.engine.begin() as conn:
+            conn.execute(insert(RequestLog), rows)
+        while retention.rollup_requests(store, now=NOW):
+            pass
+        assert retention.rollup_hours(store) > 0
+        assert retention.rollup_hours(store) == 0  # nothing new, no duplicates
+        with store.engine.connect() as conn:
+            hourly = conn.scalar(select(func.sum(RequestHour.count)))
+        assert 0 < hourly < len(rows)  # hours, not the edges or the newest minutes
+
+        def check(df):
+            by = {r["endpoint"]: r for r in df.to_dict("records")}
+            assert set(by) == {"/slow", "/fast"}
+            for endpoint, row in by.items():
+                mine = [r for r in rows if r["endpoint"] == endpoint]
+                ms = np.array([r["duration_ms"] for r in mine])
+                assert row["count"] == len(mine)
+                assert row["errors"] == sum(r["status"] >= 500 for r in mine)
+                assert abs(row["mean_ms"] - ms.mean()) < 1e-6 * ms.mean()
+                assert row["max_ms"] == ms.max()
+                for q in (50, 95, 99):
+                    true = float(np.percentile(ms, q, method="inverted_cdf"))
+                    assert abs(row[f"p{q}_ms"] - true) / true <= latency.RELATIVE_ERROR + 1e-9
+
+        df = api_metrics.endpoint_summary(store, 6 * 60, now=NOW)
+        assert df.attrs["percentiles"] == "histogram"
+        check(df)
+        # Raw rows gone (retention): the long window still has every figure.
+        retention.apply_retention(store, retention_days=0, rollup_days=90, now=NOW)
+        with store.engine.connect() as conn:
+            left = conn.scalar(select(func.count()).select_from(RequestLog))
+        assert left < len(rows)
+        check(api_metrics.endpoint_summary(store, 6 * 60, now=NOW))
+        # Short windows stay exact from the raw rows.
+        assert api_metrics.endpoint_summary(store, 60, now=NOW).attrs["percentiles"] == "exact"
+    finally:
+        store.close()
