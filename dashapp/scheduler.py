@@ -12,9 +12,11 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from dashapp.services import redis_collector, retention
+from dashapp.services import ingest, redis_collector, retention
 
 logger = logging.getLogger(__name__)
+
+INGEST_SECONDS = 2
 
 
 def start_scheduler(ops) -> BackgroundScheduler:
@@ -35,9 +37,14 @@ def start_scheduler(ops) -> BackgroundScheduler:
         if any(removed.values()):
             logger.info("retention removed %s", removed)
 
+    def expand_batches():
+        ingest.ingest(ops.store)
+
     def sample_redis():
         redis_collector.collect(ops.store, ops.redis_instances, settings.cache_prefix)
 
+    scheduler.add_job(expand_batches, "interval", seconds=INGEST_SECONDS, id="ops_ingest",
+                      name="Expand monitor() batches into request/query rows")
     scheduler.add_job(sample_redis, "interval", seconds=redis_collector.SAMPLE_SECONDS,
                       id="ops_redis_sample", name="Sample every watched Redis server")
     scheduler.add_job(rollup, "interval", seconds=60, id="ops_rollup",

@@ -1,11 +1,13 @@
 """`monitor()`: instrument a host Flask (or Dash, via `app.server`) app.
 
 What it costs the host: per request, one wrapper call around Flask's
-dispatch and one append to an in-memory deque; per SQL statement, two `perf_counter()` calls and one
-append. A background thread turns the buffered events into rows and writes
-them in batches to the store. A request never waits on the store; a store
-outage never raises into the host (events are dropped and counted); the
-buffer is bounded. `Monitor.flush()` writes everything buffered now.
+dispatch and one append to an in-memory deque; per SQL statement, two
+`perf_counter()` calls and one append. A background thread packs the
+buffered events into one JSON row per flush (`ops_ingest`); the console
+expands those into indexed rows (dashapp.services.ingest). A request never
+waits on the store; a store outage never raises into the host (events are
+dropped and counted); the buffer is bounded. `Monitor.flush()` writes
+everything buffered now and expands it.
 
     from dashapp import monitor
     mon = monitor(app, engine=engine, redis=redis_client, scheduler=scheduler)
@@ -36,11 +38,17 @@ _REQ, _SQL = 0, 1
 
 def _request_ids():
     """Request ids unique across processes and restarts: a random prefix per
-    process and a counter (cheaper than urandom per request)."""
+    process and a counter (cheaper than urandom per request). A fork (gunicorn
+    --preload) gives the child a new prefix."""
     import itertools
-    prefix = os.urandom(5).hex()
-    counter = itertools.count(1)
-    return lambda: f"{prefix}{next(counter):06x}"
+    state = {}
+
+    def reset():
+        state["prefix"] = os.urandom(5).hex()
+        state["counter"] = itertools.count(1)
+    reset()
+    os.register_at_fork(after_in_child=reset)
+    return lambda: f"{state['prefix']}{next(state['counter']):06x}"
 
 
 def current_request_id() -> str | None:
@@ -230,53 +238,27 @@ class Monitor:
                     self._heartbeat()
                     return
 
-    _REQUEST_COLUMNS = ("time", "endpoint", "method", "status", "duration_ms",
-                        "request_id", "exception_type", "exception_message", "process")
-    _QUERY_COLUMNS = ("time", "fingerprint", "sql", "duration_ms", "rows",
-                      "request_id", "endpoint", "process")
-
-    def _insert_sql(self, table: str, columns: tuple) -> str:
-        """A plain INSERT for the driver's executemany: rows as tuples skip
-        SQLAlchemy's per-row type processing (this runs in the host)."""
-        style = self.store.engine.dialect.paramstyle
-        mark = "?" if style == "qmark" else "%s"
-        return (f"INSERT INTO {table} ({', '.join(columns)}) "
-                f"VALUES ({', '.join([mark] * len(columns))})")
-
-    def _timestamp(self):
-        """Epoch seconds -> what the store's driver takes for a UTC time."""
-        if self.store.engine.dialect.name == "sqlite":
-            # The text form SQLAlchemy's SQLite DateTime reads back.
-            def fmt(t: float) -> str:
-                whole = int(t)
-                return (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
-                        + f".{int((t - whole) * 1e6):06d}")
-            return fmt
-        utc = timezone.utc
-        return lambda t: datetime.fromtimestamp(t, utc)
-
     def _write(self, batch: list[tuple]) -> None:
+        """One packed row per batch (see dashapp.services.ingest): the host
+        pays for a JSON dump and one INSERT, not an indexed row per event."""
         from dashapp.instrument.fingerprint import fingerprint
+        from dashapp.services.ingest import pack
+        from dashapp.store.models import IngestBatch
 
-        stamp = self._timestamp()
-        process = self.process
         requests, queries = [], []
         for ev in batch:
             if ev[0] == _REQ:
-                requests.append((stamp(ev[1]), ev[2][:255], ev[3][:10], ev[4], ev[5],
-                                 ev[6], ev[7], ev[8], process))
+                requests.append(ev[1:])
             else:
-                fp, sql = fingerprint(ev[2])
+                fp, sql = fingerprint(ev[2])  # redacted here: values never leave
                 rows = ev[4] if ev[4] is not None and ev[4] >= 0 else None
-                queries.append((stamp(ev[1]), fp, sql, ev[3], rows, ev[5], ev[6], process))
+                queries.append((ev[1], fp, sql, ev[3], rows, ev[5], ev[6]))
         try:
+            payload = pack(requests, queries)
             with self.store.engine.begin() as conn:
-                if requests:
-                    conn.exec_driver_sql(
-                        self._insert_sql("ops_request", self._REQUEST_COLUMNS), requests)
-                if queries:
-                    conn.exec_driver_sql(
-                        self._insert_sql("ops_query", self._QUERY_COLUMNS), queries)
+                conn.execute(IngestBatch.__table__.insert().values(
+                    created_at=datetime.now(timezone.utc), process=self.process,
+                    events=len(batch), payload=payload))
         except Exception as exc:  # noqa: BLE001 - store down: drop and count
             self.dropped += len(batch)
             now = time.monotonic()
@@ -316,11 +298,15 @@ class Monitor:
 
     # ----- control ----------------------------------------------------------
     def flush(self) -> None:
-        """Write everything buffered now (tests, shutdown)."""
+        """Write everything buffered now and expand the packed batches into
+        rows (the console's scheduler does that every few seconds; tests and
+        shutdown want it done now)."""
+        from dashapp.services.ingest import ingest
         try:
             self._write_pending()
-        except Exception:  # noqa: BLE001 - never raise into the host
-            logger.exception("ops monitor: flush failed")
+            ingest(self.store)
+        except Exception as exc:  # noqa: BLE001 - never raise into the host
+            logger.warning("ops monitor: flush failed: %s", str(exc).splitlines()[0][:200])
 
     def stats(self) -> dict[str, Any]:
         return {"process": self.process, "buffered": len(self.buffer),

@@ -147,6 +147,19 @@ class MonitorProcess(Base):
     dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
+class IngestBatch(Base):
+    """One flush of a monitored process, packed: the host writes a single row
+    per flush (cheap for the host) and the console expands it into
+    `ops_request` / `ops_query` rows (dashapp.services.ingest)."""
+    __tablename__ = "ops_ingest"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    events: Mapped[int] = mapped_column(Integer, nullable=False)
+    payload: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 class RequestMinute(Base):
     """Requests per minute, endpoint and method, kept longer than raw rows.
 

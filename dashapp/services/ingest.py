@@ -1,0 +1,113 @@
+"""Expand the packed batches `monitor()` writes into indexed rows.
+
+A monitored process writes one `ops_ingest` row per flush: a JSON document
+with its requests and (already fingerprinted, redacted) statements. Inserting
+thousands of indexed rows costs the host ~7 µs each on SQLite, and that work
+competes with its requests for the GIL; one row per flush costs it almost
+nothing. The console's scheduler calls `ingest()` every few seconds, and
+`Monitor.flush()` calls it too (tests, shutdown).
+
+Claiming is a DELETE ... RETURNING inside the transaction that inserts the
+expanded rows: a batch is expanded exactly once even when several console
+workers ingest at the same time (PostgreSQL: SKIP LOCKED; SQLite: one writer).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, select
+
+from dashapp.store import Store
+from dashapp.store.models import IngestBatch
+
+logger = logging.getLogger(__name__)
+
+FORMAT = 1
+REQUEST_COLUMNS = ("time", "endpoint", "method", "status", "duration_ms",
+                   "request_id", "exception_type", "exception_message", "process")
+QUERY_COLUMNS = ("time", "fingerprint", "sql", "duration_ms", "rows",
+                 "request_id", "endpoint", "process")
+
+
+def pack(requests: list, queries: list) -> str:
+    """The payload of one batch. requests: [epoch, endpoint, method, status,
+    duration_ms, request_id, exception_type, exception_message]; queries:
+    [epoch, fingerprint, redacted sql, duration_ms, rows, request_id, endpoint]."""
+    return json.dumps({"format": FORMAT, "requests": requests, "queries": queries},
+                      separators=(",", ":"), default=str)
+
+
+def insert_sql(store: Store, table: str, columns: tuple) -> str:
+    """A plain INSERT for the driver's executemany (tuples skip SQLAlchemy's
+    per-row type processing)."""
+    mark = "?" if store.engine.dialect.paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})")
+
+
+def stamper(store: Store):
+    """Epoch seconds -> what the store's driver takes for a UTC time."""
+    if store.engine.dialect.name == "sqlite":
+        def fmt(t: float) -> str:  # the text form SQLAlchemy's SQLite DateTime reads
+            whole = int(t)
+            return (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
+                    + f".{int((t - whole) * 1e6):06d}")
+        return fmt
+    return lambda t: datetime.fromtimestamp(t, timezone.utc)
+
+
+def _rows(payload: str, process: str, stamp) -> tuple[list, list]:
+    doc = json.loads(payload)
+    if doc.get("format") != FORMAT:
+        raise ValueError(f"unknown batch format {doc.get('format')!r}")
+    requests = [(stamp(r[0]), str(r[1])[:255], str(r[2])[:10], int(r[3]), float(r[4]),
+                 str(r[5])[:64], r[6], r[7], process) for r in doc.get("requests", ())]
+    queries = [(stamp(q[0]), q[1], q[2], float(q[3]), q[4], q[5], q[6], process)
+               for q in doc.get("queries", ())]
+    return requests, queries
+
+
+def ingest(store: Store, *, batches: int = 20, max_rounds: int = 500) -> int:
+    """Expand pending batches, oldest first; returns the events written."""
+    t = IngestBatch.__table__
+    stamp = stamper(store)
+    req_sql = insert_sql(store, "ops_request", REQUEST_COLUMNS)
+    query_sql = insert_sql(store, "ops_query", QUERY_COLUMNS)
+    written = 0
+    for _ in range(max_rounds):
+        claim = select(t.c.id).order_by(t.c.id).limit(batches)
+        if store.engine.dialect.name == "postgresql":
+            claim = claim.with_for_update(skip_locked=True)
+        with store.engine.begin() as conn:
+            claimed = conn.execute(delete(t).where(t.c.id.in_(claim))
+                                   .returning(t.c.id, t.c.process, t.c.payload)).all()
+            if not claimed:
+                break
+            requests, queries = [], []
+            for batch_id, process, payload in claimed:
+                try:
+                    r, q = _rows(payload, process, stamp)
+                except (ValueError, TypeError, IndexError, KeyError) as exc:
+                    logger.warning("ingest: skipped unreadable batch %s from %s: %s",
+                                   batch_id, process, exc)
+                    continue
+                requests += r
+                queries += q
+            if requests:
+                conn.exec_driver_sql(req_sql, requests)
+            if queries:
+                conn.exec_driver_sql(query_sql, queries)
+        written += len(requests) + len(queries)
+        if len(claimed) < batches:
+            break
+    return written
+
+
+def pending(store: Store) -> int:
+    """Events waiting in packed batches (the console's ingest backlog)."""
+    from sqlalchemy import func
+    with store.engine.connect() as conn:
+        return int(conn.scalar(select(func.coalesce(func.sum(IngestBatch.events), 0))))
