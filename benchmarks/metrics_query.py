@@ -5,8 +5,9 @@
 Fills a fresh store with `--rows` request rows over 50 endpoints spread over
 the last 24 hours (bulk insert through the driver), rolls finished minutes
 up as the console's scheduler does every minute, then times
-`api_metrics.endpoint_summary(store, minutes=1440)` five times and prints
-the median, on SQLite and, with --postgres, on PostgreSQL (its `public`
+`api_metrics.endpoint_summary(store, minutes=1440)` and
+`api_metrics.performance(store, minutes=1440)` five times each and prints
+the medians, on SQLite and, with --postgres, on PostgreSQL (its `public`
 schema is dropped and recreated: use a scratch database).
 """
 from __future__ import annotations
@@ -78,6 +79,14 @@ def measure(url: str, rows: int, label: str) -> None:
           f"endpoint_summary(minutes=1440) median {statistics.median(times) * 1000:.0f} ms "
           f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}); "
           f"percentiles: {df.attrs.get('percentiles')}; roll-up of the day took {rollup_s:.0f} s")
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        perf = api_metrics.performance(store, minutes=1440)
+        times.append(time.perf_counter() - t0)
+    print(f"[{label}] performance(minutes=1440) ({len(perf['series'])} points, "
+          f"{perf['count']:,} requests) median {statistics.median(times) * 1000:.0f} ms "
+          f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")
     store.close()
 
 

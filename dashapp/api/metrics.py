@@ -175,6 +175,9 @@ class ErrorsResponse(BaseModel):
 class PerformanceResponse(_Figures):
     minutes: int
     bucket_seconds: int
+    percentiles: Literal["exact", "histogram"] = Field(
+        description="exact: from the raw rows (windows up to 60 minutes); "
+                    "histogram: from the roll-ups, within ±9.5 % (longer windows)")
     series: list[SeriesPoint]
 
 

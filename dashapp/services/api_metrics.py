@@ -23,8 +23,10 @@ How the figures are computed
   merged latency histograms, within about ±9.5 % (`dashapp.services.latency`).
   A day over 1,000,000 requests answers in under 100 ms (benchmarks/).
   Roll-ups are kept `OPS_ROLLUP_RETENTION_DAYS`, so 30-day windows are whole.
-* The time series of an endpoint and of `performance()` still read raw rows
-  (exact per bucket); they cover what the raw retention keeps.
+* `performance()` over long windows reads the all-endpoints roll-up rows
+  (endpoint "*": one per minute, or per hour for hour-sized buckets) the
+  same way. An endpoint's own detail still reads its raw rows (exact per
+  bucket; one endpoint's day is small) and covers what the raw retention keeps.
 * `error_rate` is ``errors / count`` (5xx only), a fraction from 0 to 1.
 * Time series use buckets chosen by `bucket_for()` so a chart never has more
   than ~300 points (15 min and 1 h: 1-minute buckets; 24 h: 5 minutes;
@@ -47,6 +49,7 @@ from sqlalchemy import bindparam, case, func, select, text
 
 from dashapp.store import Store
 from dashapp.services import latency
+from dashapp.services.retention import ALL_ENDPOINTS
 from dashapp.store.models import (MonitorProcess, QueryLog, RequestHour, RequestLog,
                                    RequestMinute, as_utc)
 
@@ -261,13 +264,58 @@ def _hist_sql(dialect: str, table: str, column: str) -> str:
     return (f"SELECT m.endpoint, m.method, CAST(j.key AS INTEGER) AS k, "
             f"SUM(CAST(j.value AS BIGINT)) AS n "
             f"FROM {table} AS m, {each} AS j "
-            f"WHERE m.{column} >= :lo AND m.{column} < :hi AND m.endpoint != '' "
+            f"WHERE m.{column} >= :lo AND m.{column} < :hi "
+            f"AND m.endpoint NOT IN ('', '{ALL_ENDPOINTS}') "
             f"GROUP BY m.endpoint, m.method, CAST(j.key AS INTEGER)")
 
 
-def _ceil(value: datetime, step: timedelta) -> datetime:
-    floor = value.replace(minute=0, second=0, microsecond=0)
-    return floor if floor == value else floor + step
+class _Acc:
+    """Counts, sums and a dense latency histogram for one group."""
+    __slots__ = ("count", "errors", "client_errors", "total_ms", "max_ms", "hist")
+
+    def __init__(self):
+        self.count = self.errors = self.client_errors = 0
+        self.total_ms = self.max_ms = 0.0
+        self.hist = np.zeros(latency.MAX_BUCKET + 1, np.int64)
+
+    def add(self, count, errors, client, total, mx) -> None:
+        self.count += int(count or 0)
+        self.errors += int(errors or 0)
+        self.client_errors += int(client or 0)
+        self.total_ms += float(total or 0)
+        self.max_ms = max(self.max_ms, float(mx or 0))
+
+    def add_raw(self, status: np.ndarray, ms: np.ndarray) -> None:
+        self.add(len(ms), (status >= 500).sum(), ((status >= 400) & (status < 500)).sum(),
+                 ms.sum(), ms.max() if len(ms) else 0)
+        self.hist += latency.dense_of(ms)
+
+    def percentiles(self) -> dict[str, float | None]:
+        qs = latency.quantiles_dense(self.hist, [q / 100 for q in PERCENTILES])
+        return {f"p{q}_ms": v for q, v in zip(PERCENTILES, qs)}
+
+
+def _rollup_ranges(conn, start: datetime, end: datetime, hours_ok: bool = True):
+    """How a window splits over the stores of figures: [(table, column, lo,
+    hi)] of roll-ups, and where the raw rows take over (the first minute not
+    rolled up). Whole hours come from `ops_request_hour` when `hours_ok`."""
+    first = start.replace(second=0, microsecond=0)
+    hour = timedelta(hours=1)
+    last_minute = as_utc(conn.scalar(select(func.max(_m.c.minute))))
+    split = first if last_minute is None else \
+        min(max(last_minute + timedelta(minutes=1), first), end)
+    ranges = []
+    last_hour = as_utc(conn.scalar(select(func.max(_h.c.hour)))) if hours_ok else None
+    floor = first.replace(minute=0)
+    hours_lo = floor if floor == first else floor + hour
+    hours_hi = hours_lo if last_hour is None else \
+        max(hours_lo, min(last_hour + hour, split.replace(minute=0, second=0, microsecond=0)))
+    if hours_hi > hours_lo:
+        ranges += [(_m, "minute", first, hours_lo), (_h, "hour", hours_lo, hours_hi),
+                   (_m, "minute", hours_hi, split)]
+    else:
+        ranges.append((_m, "minute", first, split))
+    return [r for r in ranges if r[3] > r[2]], split
 
 
 def _rolled_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame:
@@ -281,77 +329,87 @@ def _rolled_summary(store: Store, start: datetime, end: datetime) -> pd.DataFram
     Roll-ups outlive the raw rows (OPS_ROLLUP_RETENTION_DAYS), so a 30-day
     window covers 30 days even with a 7-day raw retention.
     """
-    first = start.replace(second=0, microsecond=0)
-    hour = timedelta(hours=1)
-    groups: dict[tuple[str, str], dict] = {}
+    groups: dict[tuple[str, str], _Acc] = {}
 
-    def group(endpoint, method):
+    def group(endpoint, method) -> _Acc:
         g = groups.get((endpoint, method))
         if g is None:
-            g = groups[(endpoint, method)] = {
-                "count": 0, "errors": 0, "client_errors": 0, "total_ms": 0.0,
-                "max_ms": 0.0, "hist": np.zeros(latency.MAX_BUCKET + 1, np.int64)}
+            g = groups[(endpoint, method)] = _Acc()
         return g
 
-    def add_rollups(conn, table, column, lo, hi):
-        if hi <= lo:
-            return
-        col = table.c[column]
-        sums = conn.execute(
-            select(table.c.endpoint, table.c.method, func.sum(table.c.count),
-                   func.sum(table.c.errors), func.sum(table.c.client_errors),
-                   func.sum(table.c.total_ms), func.max(table.c.max_ms))
-            .where(col >= lo, col < hi, table.c.endpoint != "")
-            .group_by(table.c.endpoint, table.c.method)).all()
-        for endpoint, method, count, errors, client, total, mx in sums:
-            g = group(endpoint, method)
-            g["count"] += int(count or 0)
-            g["errors"] += int(errors or 0)
-            g["client_errors"] += int(client or 0)
-            g["total_ms"] += float(total or 0)
-            g["max_ms"] = max(g["max_ms"], float(mx or 0))
-        hist = text(_hist_sql(store.engine.dialect.name, table.name, column)).bindparams(
-            bindparam("lo", type_=col.type), bindparam("hi", type_=col.type))
-        for endpoint, method, k, n in conn.execute(hist, {"lo": lo, "hi": hi}):
-            group(endpoint, method)["hist"][min(max(int(k), 0), latency.MAX_BUCKET)] += int(n)
-
     with store.engine.connect() as conn:
-        last_minute = as_utc(conn.scalar(select(func.max(_m.c.minute))))
-        split = first if last_minute is None else \
-            min(max(last_minute + timedelta(minutes=1), first), end)
-        last_hour = as_utc(conn.scalar(select(func.max(_h.c.hour))))
-        hours_lo = _ceil(first, hour)
-        hours_hi = hours_lo if last_hour is None else \
-            max(hours_lo, min(last_hour + hour, split.replace(minute=0, second=0,
-                                                              microsecond=0)))
-        if hours_hi > hours_lo:
-            add_rollups(conn, _m, "minute", first, hours_lo)
-            add_rollups(conn, _h, "hour", hours_lo, hours_hi)
-            add_rollups(conn, _m, "minute", hours_hi, split)
-        else:
-            add_rollups(conn, _m, "minute", first, split)
+        ranges, split = _rollup_ranges(conn, start, end)
+        for table, column, lo, hi in ranges:
+            col = table.c[column]
+            sums = conn.execute(
+                select(table.c.endpoint, table.c.method, func.sum(table.c.count),
+                       func.sum(table.c.errors), func.sum(table.c.client_errors),
+                       func.sum(table.c.total_ms), func.max(table.c.max_ms))
+                .where(col >= lo, col < hi, table.c.endpoint.notin_(("", ALL_ENDPOINTS)))
+                .group_by(table.c.endpoint, table.c.method)).all()
+            for endpoint, method, *figures in sums:
+                group(endpoint, method).add(*figures)
+            hist = text(_hist_sql(store.engine.dialect.name, table.name, column)).bindparams(
+                bindparam("lo", type_=col.type), bindparam("hi", type_=col.type))
+            for endpoint, method, k, n in conn.execute(hist, {"lo": lo, "hi": hi}):
+                group(endpoint, method).hist[min(max(int(k), 0), latency.MAX_BUCKET)] += int(n)
         raw = conn.execute(select(_t.c.endpoint, _t.c.method, _t.c.status, _t.c.duration_ms)
                            .where(_t.c.time >= split, _t.c.time <= end)).all()
     if raw:
         df = pd.DataFrame(raw, columns=["endpoint", "method", "status", "duration_ms"])
         for (endpoint, method), part in df.groupby(["endpoint", "method"]):
-            g = group(endpoint, method)
+            group(endpoint, method).add_raw(part["status"].to_numpy(),
+                                            part["duration_ms"].to_numpy())
+    return _summary_frame([
+        _summary_row(endpoint, method, g.count, g.errors, g.client_errors, g.total_ms,
+                     g.max_ms, g.percentiles())
+        for (endpoint, method), g in groups.items() if g.count])
+
+
+def _rolled_performance(store: Store, start: datetime, end: datetime,
+                        bucket: int) -> tuple[_Acc, pd.DataFrame]:
+    """performance() over a long window from the all-endpoints roll-up rows
+    (one per minute or hour) plus the raw rows not rolled up yet."""
+    total = _Acc()
+    buckets: dict[int, _Acc] = {}
+    with store.engine.connect() as conn:
+        ranges, split = _rollup_ranges(conn, start, end, hours_ok=bucket % 3600 == 0)
+        for table, column, lo, hi in ranges:
+            col = table.c[column]
+            rows = conn.execute(
+                select(col, table.c.count, table.c.errors, table.c.client_errors,
+                       table.c.total_ms, table.c.max_ms, table.c.hist)
+                .where(table.c.endpoint == ALL_ENDPOINTS, col >= lo, col < hi)).all()
+            for when, count, errors, client, total_ms, mx, hist in rows:
+                b = int(as_utc(when).timestamp()) // bucket * bucket
+                acc = buckets.get(b) or buckets.setdefault(b, _Acc())
+                dense = latency.dense(hist)
+                for target in (acc, total):
+                    target.add(count, errors, client, total_ms, mx)
+                    target.hist += dense
+        raw = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
+                           .where(_t.c.time >= split, _t.c.time <= end)).all()
+    if raw:
+        df = pd.DataFrame(raw, columns=["time", "status", "duration_ms"])
+        df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
+        for b, part in df.groupby("bucket"):
             status, ms = part["status"].to_numpy(), part["duration_ms"].to_numpy()
-            g["count"] += len(part)
-            g["errors"] += int((status >= 500).sum())
-            g["client_errors"] += int(((status >= 400) & (status < 500)).sum())
-            g["total_ms"] += float(ms.sum())
-            g["max_ms"] = max(g["max_ms"], float(ms.max()))
-            g["hist"] += latency.dense_of(ms)
-    rows = []
-    for (endpoint, method), g in groups.items():
-        if not g["count"]:
-            continue
-        qs = latency.quantiles_dense(g["hist"], [q / 100 for q in PERCENTILES])
-        pct = {f"p{q}_ms": v for q, v in zip(PERCENTILES, qs)}
-        rows.append(_summary_row(endpoint, method, g["count"], g["errors"],
-                                 g["client_errors"], g["total_ms"], g["max_ms"], pct))
-    return _summary_frame(rows)
+            acc = buckets.get(int(b)) or buckets.setdefault(int(b), _Acc())
+            acc.add_raw(status, ms)
+            total.add_raw(status, ms)
+    first = int(start.timestamp()) // bucket * bucket
+    last = int(end.timestamp()) // bucket * bucket
+    records = []
+    for b in range(first, last + bucket, bucket):
+        acc = buckets.get(b) or _Acc()
+        records.append({"time": datetime.fromtimestamp(b, timezone.utc),
+                        "count": acc.count, "errors": acc.errors,
+                        "client_errors": acc.client_errors,
+                        "error_rate": _rate(acc.errors, acc.count),
+                        "rps": acc.count / bucket, **acc.percentiles()})
+    return total, pd.DataFrame(records, columns=[
+        "time", "count", "errors", "client_errors", "error_rate", "rps",
+        "p50_ms", "p95_ms", "p99_ms"])
 
 
 def totals(summary: pd.DataFrame) -> dict[str, Any]:
@@ -476,6 +534,13 @@ def performance(store: Store, minutes: int = 60, bucket: int | None = None, *,
     if bucket < 1 or minutes * 60 / bucket > 1000:
         raise ValueError("bucket must be at least 1 second and leave at most "
                          "1000 points in the window")
+    if minutes > EXACT_MINUTES and bucket % 60 == 0:
+        total, series = _rolled_performance(store, start, end, bucket)
+        return {"minutes": minutes, "bucket_seconds": bucket, "count": total.count,
+                "errors": total.errors, "client_errors": total.client_errors,
+                "error_rate": _rate(total.errors, total.count),
+                "rps": total.count / (minutes * 60), **total.percentiles(),
+                "percentiles": "histogram", "series": _series_records(series)}
     with store.engine.connect() as conn:
         rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
                             .where(_t.c.time >= start).where(_t.c.time <= end)).all()
@@ -487,7 +552,7 @@ def performance(store: Store, minutes: int = 60, bucket: int | None = None, *,
     return {"minutes": minutes, "bucket_seconds": bucket, "count": count,
             "errors": errors, "client_errors": client, "error_rate": _rate(errors, count),
             "rps": count / (minutes * 60),
-            **percentiles([r[2] for r in rows]),
+            **percentiles([r[2] for r in rows]), "percentiles": "exact",
             "series": _series_records(series)}
 
 

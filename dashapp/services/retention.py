@@ -29,6 +29,9 @@ from dashapp.store.models import (QueryLog, RedisSample, RequestHour, RequestLog
 
 logger = logging.getLogger(__name__)
 
+# The endpoint and method of the per-minute/hour rows that total every
+# endpoint (URL rules start with "/", so no real endpoint is called this).
+ALL_ENDPOINTS = "*"
 ROLLUP_LAG = timedelta(minutes=2)   # late rows (slow flushes) still make it
 ROLLUP_MAX_SPAN = timedelta(hours=6)  # per run: bounded work
 
@@ -72,14 +75,18 @@ def rollup_requests(store: Store, now: datetime | None = None,
             lambda: {"count": 0, "errors": 0, "client_errors": 0, "total_ms": 0.0,
                      "max_ms": 0.0, "hist": {}})
         for when, endpoint, method, status, ms in result:
-            g = groups[(_floor_minute(as_utc(when)), endpoint, method)]
-            g["count"] += 1
-            g["errors"] += status >= 500
-            g["client_errors"] += 400 <= status < 500
-            g["total_ms"] += ms
-            g["max_ms"] = max(g["max_ms"], ms)
+            minute = _floor_minute(as_utc(when))
             k = latency.bucket_of(ms)
-            g["hist"][k] = g["hist"].get(k, 0) + 1
+            # Each request counts in its endpoint's row and in the minute's
+            # all-endpoints row (what the throughput chart reads).
+            for g in (groups[(minute, endpoint, method)],
+                      groups[(minute, ALL_ENDPOINTS, ALL_ENDPOINTS)]):
+                g["count"] += 1
+                g["errors"] += status >= 500
+                g["client_errors"] += 400 <= status < 500
+                g["total_ms"] += ms
+                g["max_ms"] = max(g["max_ms"], ms)
+                g["hist"][k] = g["hist"].get(k, 0) + 1
     rows = [{"minute": minute, "endpoint": endpoint, "method": method, **values,
              "hist": {str(k): n for k, n in values["hist"].items()}}
             for (minute, endpoint, method), values in groups.items()]

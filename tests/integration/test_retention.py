@@ -45,8 +45,13 @@ def test_rollup_then_purge_keeps_the_figures(store_url):
         with store.engine.connect() as conn:
             total, errors, client = conn.execute(select(
                 func.sum(RequestMinute.count), func.sum(RequestMinute.errors),
-                func.sum(RequestMinute.client_errors))).one()
-            hists = list(conn.scalars(select(RequestMinute.hist)))
+                func.sum(RequestMinute.client_errors))
+                .where(RequestMinute.endpoint != retention.ALL_ENDPOINTS)).one()
+            hists = list(conn.scalars(select(RequestMinute.hist).where(
+                RequestMinute.endpoint != retention.ALL_ENDPOINTS)))
+            all_total = conn.scalar(select(func.sum(RequestMinute.count)).where(
+                RequestMinute.endpoint == retention.ALL_ENDPOINTS))
+        assert all_total == 28 * 20  # the all-endpoints rows add up the same
         # Everything before NOW - 2 min is rolled up (the lag): 28 of 30 minutes.
         assert total == 28 * 20 and errors == 28 and client == 28
         p95_true = float(np.percentile(durations[:28 * 20], 95, method="inverted_cdf"))
@@ -59,7 +64,8 @@ def test_rollup_then_purge_keeps_the_figures(store_url):
         assert removed["requests"] == 28 * 20 and removed["queries"] == 30 * 20
         with store.engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(RequestLog)) == 2 * 20
-            assert conn.scalar(select(func.sum(RequestMinute.count))) == 28 * 20
+            assert conn.scalar(select(func.sum(RequestMinute.count)).where(
+                RequestMinute.endpoint != retention.ALL_ENDPOINTS)) == 28 * 20
     finally:
         store.close()
 
@@ -96,7 +102,8 @@ def test_a_second_worker_rolling_up_the_same_minutes_changes_nothing(store_url):
 
 def _sum(store):
     with store.engine.connect() as conn:
-        return conn.scalar(select(func.coalesce(func.sum(RequestMinute.count), 0)))
+        return conn.scalar(select(func.coalesce(func.sum(RequestMinute.count), 0))
+                           .where(RequestMinute.endpoint != retention.ALL_ENDPOINTS))
 
 
 def test_long_window_summary_from_hourly_and_minute_rollups(store_url):
@@ -124,7 +131,8 @@ def test_long_window_summary_from_hourly_and_minute_rollups(store_url):
         assert retention.rollup_hours(store) > 0
         assert retention.rollup_hours(store) == 0  # nothing new, no duplicates
         with store.engine.connect() as conn:
-            hourly = conn.scalar(select(func.sum(RequestHour.count)))
+            hourly = conn.scalar(select(func.sum(RequestHour.count)).where(
+                RequestHour.endpoint != retention.ALL_ENDPOINTS))
         assert 0 < hourly < len(rows)  # hours, not the edges or the newest minutes
 
         def check(df):
@@ -144,12 +152,33 @@ def test_long_window_summary_from_hourly_and_minute_rollups(store_url):
         df = api_metrics.endpoint_summary(store, 6 * 60, now=NOW)
         assert df.attrs["percentiles"] == "histogram"
         check(df)
+
+        def check_performance(perf):
+            assert perf["percentiles"] == "histogram"
+            assert perf["count"] == len(rows)
+            assert perf["errors"] == sum(r["status"] >= 500 for r in rows)
+            bucket = perf["bucket_seconds"]
+            expected: dict[int, int] = {}
+            for r in rows:
+                b = int(r["time"].timestamp()) // bucket * bucket
+                expected[b] = expected.get(b, 0) + 1
+            got = {int(datetime.fromisoformat(p["time"]).timestamp()): p["count"]
+                   for p in perf["series"] if p["count"]}
+            assert got == expected
+            ms = np.array([r["duration_ms"] for r in rows])
+            true = float(np.percentile(ms, 95, method="inverted_cdf"))
+            assert abs(perf["p95_ms"] - true) / true <= latency.RELATIVE_ERROR + 1e-9
+
+        check_performance(api_metrics.performance(store, 6 * 60, now=NOW))
         # Raw rows gone (retention): the long window still has every figure.
         retention.apply_retention(store, retention_days=0, rollup_days=90, now=NOW)
         with store.engine.connect() as conn:
             left = conn.scalar(select(func.count()).select_from(RequestLog))
         assert left < len(rows)
         check(api_metrics.endpoint_summary(store, 6 * 60, now=NOW))
+        check_performance(api_metrics.performance(store, 6 * 60, now=NOW))
+        # Hour-sized buckets read the hourly all-endpoints rows.
+        check_performance(api_metrics.performance(store, 6 * 60, bucket=3600, now=NOW))
         # Short windows stay exact from the raw rows.
         assert api_metrics.endpoint_summary(store, 60, now=NOW).attrs["percentiles"] == "exact"
     finally:
