@@ -40,17 +40,22 @@ def _minutes(value) -> int:
     return minutes if minutes in ALLOWED else DEFAULT_MINUTES
 
 
-def render(minutes: int) -> tuple:
-    """(table, issues panel) for a time window; an unavailable card when the
-    store is down."""
+def _load(minutes: int) -> tuple:
+    """(stats, issues, problem): problem is an unavailable card when the
+    store is down (stats and issues None then)."""
     ops = _ops()
     try:
-        stats = svc.stats(ops.store, minutes)
-        found = svc.issues(ops.store, minutes)
+        return svc.stats(ops.store, minutes), svc.issues(ops.store, minutes), None
     except SQLAlchemyError as exc:
         logger.warning("queries page: store unavailable: %s", _short_error(exc))
-        return ui.unavailable(_short_error(exc)), html.Div()
-    return ui.query_table(stats, ops.settings.slow_query_ms), ui.issues_panel(found)
+        return None, None, ui.unavailable(_short_error(exc))
+
+
+def render(minutes: int) -> tuple:
+    """(table, issues panel) for a time window: the first paint."""
+    stats, found, problem = _load(minutes)
+    return (ui.query_table(stats, _ops().settings.slow_query_ms, problem),
+            ui.issues_panel(found))
 
 
 def layout(**_query):
@@ -75,12 +80,18 @@ def layout(**_query):
     ])
 
 
-@callback(Output("queries-table-wrap", "children"),
+@callback(Output("queries-status", "children"),
+          Output("queries-table", "rowData"),
+          Output("queries-grid-wrap", "style"),
           Output("queries-issues-wrap", "children"),
           Input("queries-range", "value"),
+          Input("queries-refresh", "n_intervals"),
           prevent_initial_call=True)
-def refresh(minutes):
-    return render(_minutes(minutes))
+def refresh(minutes, _tick):
+    """New range or a refresh tick: new rows into the same grid, so the
+    user's sort, filters and page stay as they were."""
+    stats, found, problem = _load(_minutes(minutes))
+    return (*ui.table_state(stats, problem), ui.issues_panel(found))
 
 
 def open_detail(clicked) -> tuple:

@@ -158,7 +158,7 @@ def overview(ops) -> dict[str, Any]:
         rss = proc.memory_info().rss
         cpu = proc.cpu_percent(interval=None)
 
-    api_figures = _api_figures(ops.store, ops.settings.slow_query_ms) if store["ok"] else None
+    api_figures = _cached_api_figures(ops) if store["ok"] else None
     cards = []
     for module in MODULES:
         if module.key == "overview":
@@ -176,6 +176,21 @@ def overview(ops) -> dict[str, Any]:
         },
         "cards": cards,
     }
+
+
+API_FIGURES_TTL = 4.0  # seconds: every open overview polls every 5 s
+
+
+def _cached_api_figures(ops) -> dict[str, Any] | None:
+    """_api_figures, computed at most once per API_FIGURES_TTL per console
+    process however many people keep the overview open."""
+    cached = getattr(ops, "_api_figures_cache", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < API_FIGURES_TTL:
+        return cached[1]
+    figures = _api_figures(ops.store, ops.settings.slow_query_ms)
+    ops._api_figures_cache = (now, figures)
+    return figures
 
 
 def _api_figures(store, slow_ms: float) -> dict[str, Any] | None:

@@ -45,15 +45,32 @@ def sql_block(sql: str, **kwargs) -> html.Pre:
     return html.Pre(str(sql), className=cls.strip(), style=_SQL_STYLE, **kwargs)
 
 
-def query_table(stats: list[dict[str, Any]], threshold: float) -> Any:
-    """The per-fingerprint table, or a plain sentence when there is no data."""
+def _empty_notice() -> Any:
+    return html.Div([
+        html.P("No SQL recorded in this time range.", className="ops-empty__title mb-1"),
+        html.P("Queries appear here once an application instrumented with "
+               "dashapp.monitor(app, engine=...) runs SQL.",
+               className="ops-empty__text mb-0"),
+    ], className="ops-empty", id="queries-empty")
+
+
+def table_state(stats: list[dict[str, Any]] | None, problem: Any = None) -> tuple:
+    """(status children, grid rows, grid wrapper style) for the live refresh:
+    the grid stays in the page (keeping the user's sort and filters) and
+    only its rows change; a sentence or an unavailable card takes its place
+    when there is nothing to show."""
+    if problem is not None:
+        return problem, [], {"display": "none"}
     if not stats:
-        return html.Div([
-            html.P("No SQL recorded in this time range.", className="ops-empty__title mb-1"),
-            html.P("Queries appear here once an application instrumented with "
-                   "dashapp.monitor(app, engine=...) runs SQL.",
-                   className="ops-empty__text mb-0"),
-        ], className="ops-empty", id="queries-empty")
+        return _empty_notice(), [], {"display": "none"}
+    return None, stats, {}
+
+
+def query_table(stats: list[dict[str, Any]] | None, threshold: float,
+                problem: Any = None) -> Any:
+    """The per-fingerprint table (always built, hidden when there are no
+    rows), with the status line that replaces it when empty or unavailable."""
+    status, rows, style = table_state(stats, problem)
     columns = [
         {"field": "sql", "headerName": "SQL", "minWidth": 260, "flex": 3,
          "tooltipField": "sql", "cellClass": "font-monospace"},
@@ -71,14 +88,17 @@ def query_table(stats: list[dict[str, Any]], threshold: float) -> Any:
         {"field": "fingerprint", "headerName": "Fingerprint", "hide": True},
         {"field": "last_id", "headerName": "Last id", "hide": True},
     ]
-    grid = data_grid(TABLE_ID, stats, columns, page_size=25, csv_filename="sql-queries")
+    grid = data_grid(TABLE_ID, rows, columns, page_size=25, csv_filename="sql-queries")
     grid.children[1].dashGridOptions["tooltipShowDelay"] = 400
     grid.children[1].getRowId = "'' + params.data.last_id"
     return html.Div([
-        html.P(f"Colour: red at or above the slow threshold ({threshold:g} ms), amber "
-               "above half of it. Click a row for its plan and suggestions.",
-               className="ops-panel__subtitle mb-2"),
-        grid,
+        html.Div(status, id="queries-status"),
+        html.Div([
+            html.P(f"Colour: red at or above the slow threshold ({threshold:g} ms), amber "
+                   "above half of it. Click a row for its plan and suggestions.",
+                   className="ops-panel__subtitle mb-2"),
+            grid,
+        ], id="queries-grid-wrap", style=style),
     ])
 
 

@@ -440,3 +440,16 @@ def test_postgres_index_suggestion_for_a_stored_query(pg_api, pg_host):
     assert "missing_index" not in {s["kind"] for s in body["suggestions"]}
     issues = client.get("/api/queries/issues", headers=headers).get_json()
     assert issues["n_plus_one"][0]["endpoint"] == "/customers/<int:cid>/orders"
+
+
+def test_live_refresh_replaces_rows_not_the_grid(host, console):
+    app, _engine, mon = host
+    page = _page()
+    with console.test_request_context("/queries"):
+        status, rows, style, _issues = page.refresh(60, 1)
+        assert rows == [] and style == {"display": "none"}
+        assert "No SQL recorded" in str(status)
+        drive(app, mon)
+        status, rows, style, _issues = page.refresh(60, 2)
+    assert status is None and style == {}
+    assert any("qa_items" in r["sql"] for r in rows)
