@@ -151,6 +151,9 @@ class EndpointDetailResponse(BaseModel):
     p50_ms: float | None
     p95_ms: float | None
     p99_ms: float | None
+    percentiles: Literal["exact", "histogram"] = Field(
+        description="exact: from the raw rows (windows up to 60 minutes); "
+                    "histogram: from the roll-ups, within ±9.5 % (longer windows)")
     series: list[SeriesPoint]
     status_codes: list[StatusCount]
     slowest: list[SlowRequest]

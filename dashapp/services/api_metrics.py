@@ -25,8 +25,8 @@ How the figures are computed
   Roll-ups are kept `OPS_ROLLUP_RETENTION_DAYS`, so 30-day windows are whole.
 * `performance()` over long windows reads the all-endpoints roll-up rows
   (endpoint "*": one per minute, or per hour for hour-sized buckets) the
-  same way. An endpoint's own detail still reads its raw rows (exact per
-  bucket; one endpoint's day is small) and covers what the raw retention keeps.
+  same way, and `endpoint_detail()` reads that endpoint's rows (its status
+  codes and slowest requests come from the raw rows still kept).
 * `error_rate` is ``errors / count`` (5xx only), a fraction from 0 to 1.
 * Time series use buckets chosen by `bucket_for()` so a chart never has more
   than ~300 points (15 min and 1 h: 1-minute buckets; 24 h: 5 minutes;
@@ -366,20 +366,25 @@ def _rolled_summary(store: Store, start: datetime, end: datetime) -> pd.DataFram
         for (endpoint, method), g in groups.items() if g.count])
 
 
-def _rolled_performance(store: Store, start: datetime, end: datetime,
-                        bucket: int) -> tuple[_Acc, pd.DataFrame]:
-    """performance() over a long window from the all-endpoints roll-up rows
-    (one per minute or hour) plus the raw rows not rolled up yet."""
+def _rolled_performance(store: Store, start: datetime, end: datetime, bucket: int,
+                        endpoint: str = ALL_ENDPOINTS,
+                        method: str | None = None) -> tuple[_Acc, pd.DataFrame]:
+    """A long window's series from roll-up rows (per minute, or per hour for
+    hour-sized buckets) plus the raw rows not rolled up yet: the
+    all-endpoints rows for performance(), one endpoint's rows (all its
+    methods, or `method`) for endpoint_detail()."""
     total = _Acc()
     buckets: dict[int, _Acc] = {}
     with store.engine.connect() as conn:
         ranges, split = _rollup_ranges(conn, start, end, hours_ok=bucket % 3600 == 0)
         for table, column, lo, hi in ranges:
             col = table.c[column]
+            cond = (table.c.endpoint == endpoint) & (col >= lo) & (col < hi)
+            if method and endpoint != ALL_ENDPOINTS:
+                cond = cond & (table.c.method == method)
             rows = conn.execute(
                 select(col, table.c.count, table.c.errors, table.c.client_errors,
-                       table.c.total_ms, table.c.max_ms, table.c.hist)
-                .where(table.c.endpoint == ALL_ENDPOINTS, col >= lo, col < hi)).all()
+                       table.c.total_ms, table.c.max_ms, table.c.hist).where(cond)).all()
             for when, count, errors, client, total_ms, mx, hist in rows:
                 b = int(as_utc(when).timestamp()) // bucket * bucket
                 acc = buckets.get(b) or buckets.setdefault(b, _Acc())
@@ -387,8 +392,13 @@ def _rolled_performance(store: Store, start: datetime, end: datetime,
                 for target in (acc, total):
                     target.add(count, errors, client, total_ms, mx)
                     target.hist += dense
+        raw_cond = (_t.c.time >= split) & (_t.c.time <= end)
+        if endpoint != ALL_ENDPOINTS:
+            raw_cond = raw_cond & (_t.c.endpoint == endpoint)
+            if method:
+                raw_cond = raw_cond & (_t.c.method == method)
         raw = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
-                           .where(_t.c.time >= split, _t.c.time <= end)).all()
+                           .where(raw_cond)).all()
     if raw:
         df = pd.DataFrame(raw, columns=["time", "status", "duration_ms"])
         df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
@@ -433,24 +443,32 @@ def endpoint_detail(store: Store, endpoint: str, method: str | None = None,
                     now: datetime | None = None) -> dict[str, Any] | None:
     """One endpoint (all methods, or `method`) over the last `minutes`.
 
-    Returns None when no raw row has ever named the endpoint. Otherwise:
-    totals and percentiles for the window; `series` per bucket (see
-    `bucket_for`; 1 minute for windows up to 5 hours) with count, errors,
-    client_errors, error_rate and p50/p95/p99; `status_codes` (status ->
-    count); `slowest`, its `slow_limit` slowest requests in the window with
-    their request ids (to look up the SQL they ran); `methods` seen.
+    Returns None when the endpoint was never recorded. Otherwise: totals and
+    percentiles for the window; `series` per bucket (see `bucket_for`) with
+    count, errors, client_errors, error_rate and p50/p95/p99; `status_codes`
+    (status -> count); `slowest`, its `slow_limit` slowest requests in the
+    window with their request ids (to look up the SQL they ran); `methods`.
+    Like endpoint_summary(), windows over EXACT_MINUTES take their totals,
+    series and (histogram) percentiles from the roll-ups, so the detail
+    agrees with the summary row it was opened from; status codes and the
+    slowest requests always come from the raw rows still kept.
     """
     start, end = _window(minutes, now)
     bucket = bucket_for(minutes)
+    method = method.upper() if method else None
     cond = (_t.c.endpoint == endpoint) & (_t.c.time >= start) & (_t.c.time <= end)
     if method:
-        cond = cond & (_t.c.method == method.upper())
+        cond = cond & (_t.c.method == method)
+    rolled = minutes > EXACT_MINUTES
     with store.engine.connect() as conn:
-        rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
-                            .where(cond)).all()
-        if not rows and conn.execute(select(_t.c.id).where(_t.c.endpoint == endpoint)
-                                     .limit(1)).first() is None:
+        known = conn.execute(select(_t.c.id).where(_t.c.endpoint == endpoint).limit(1)).first()
+        if known is None:
+            known = conn.execute(select(_m.c.id).where(_m.c.endpoint == endpoint)
+                                 .limit(1)).first()
+        if known is None:
             return None
+        rows = [] if rolled else conn.execute(
+            select(_t.c.time, _t.c.status, _t.c.duration_ms).where(cond)).all()
         statuses = conn.execute(select(_t.c.status, func.count().label("count"))
                                 .where(cond).group_by(_t.c.status)
                                 .order_by(_t.c.status)).all()
@@ -459,22 +477,35 @@ def endpoint_detail(store: Store, endpoint: str, method: str | None = None,
                    _t.c.duration_ms, _t.c.exception_type)
             .where(cond).order_by(_t.c.duration_ms.desc(), _t.c.id.desc())
             .limit(slow_limit)).all()
-        methods = conn.execute(select(_t.c.method).where(_t.c.endpoint == endpoint)
-                               .where(_t.c.time >= start).distinct()).scalars().all()
-    series = _series(rows, start, end, bucket)
-    durations = np.array([r[2] for r in rows], dtype=float)
-    status = np.array([r[1] for r in rows], dtype=int)
-    count = len(rows)
-    errors = int((status >= 500).sum()) if count else 0
-    client = int(((status >= 400) & (status < 500)).sum()) if count else 0
+        methods = set(conn.execute(select(_t.c.method).where(_t.c.endpoint == endpoint)
+                                   .where(_t.c.time >= start).distinct()).scalars())
+        if rolled:
+            methods |= set(conn.execute(select(_m.c.method).where(
+                _m.c.endpoint == endpoint, _m.c.minute >= start).distinct()).scalars())
+    if rolled:
+        total, series = _rolled_performance(store, start, end, bucket, endpoint, method)
+        figures = {"count": total.count, "errors": total.errors,
+                   "client_errors": total.client_errors,
+                   "error_rate": _rate(total.errors, total.count),
+                   "mean_ms": total.total_ms / total.count if total.count else None,
+                   "max_ms": total.max_ms if total.count else None,
+                   **total.percentiles(), "percentiles": "histogram"}
+    else:
+        series = _series(rows, start, end, bucket)
+        durations = np.array([r[2] for r in rows], dtype=float)
+        status = np.array([r[1] for r in rows], dtype=int)
+        count = len(rows)
+        errors = int((status >= 500).sum()) if count else 0
+        client = int(((status >= 400) & (status < 500)).sum()) if count else 0
+        figures = {"count": count, "errors": errors, "client_errors": client,
+                   "error_rate": _rate(errors, count),
+                   "mean_ms": float(durations.mean()) if count else None,
+                   "max_ms": float(durations.max()) if count else None,
+                   **percentiles(durations), "percentiles": "exact"}
     return {
-        "endpoint": endpoint, "method": method.upper() if method else None,
+        "endpoint": endpoint, "method": method,
         "methods": sorted(methods), "minutes": minutes, "bucket_seconds": bucket,
-        "count": count, "errors": errors, "client_errors": client,
-        "error_rate": _rate(errors, count),
-        "mean_ms": float(durations.mean()) if count else None,
-        "max_ms": float(durations.max()) if count else None,
-        **percentiles(durations),
+        **figures,
         "series": _series_records(series),
         "status_codes": [{"status": int(s.status), "count": int(s.count)} for s in statuses],
         "slowest": [{"request_id": r.request_id, "time": _iso(r.time), "method": r.method,

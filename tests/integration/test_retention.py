@@ -170,6 +170,13 @@ def test_long_window_summary_from_hourly_and_minute_rollups(store_url):
             assert abs(perf["p95_ms"] - true) / true <= latency.RELATIVE_ERROR + 1e-9
 
         check_performance(api_metrics.performance(store, 6 * 60, now=NOW))
+        # An endpoint's detail agrees with its summary row.
+        detail = api_metrics.endpoint_detail(store, "/slow", minutes=6 * 60, now=NOW)
+        slow_row = df[df["endpoint"] == "/slow"].iloc[0]
+        assert detail["percentiles"] == "histogram"
+        assert detail["count"] == slow_row["count"] == sum(p["count"] for p in detail["series"])
+        assert detail["p95_ms"] == slow_row["p95_ms"]
+        assert detail["errors"] == slow_row["errors"]
         # Raw rows gone (retention): the long window still has every figure.
         retention.apply_retention(store, retention_days=0, rollup_days=90, now=NOW)
         with store.engine.connect() as conn:
