@@ -104,6 +104,8 @@ def summary_cards(perf: dict[str, Any], health: dict[str, Any]) -> html.Div:
         metric_card("p95 latency", round(p95, 1) if p95 is not None else None, unit="ms",
                     icon="stopwatch", status=p95_status,
                     footnote=(f"p50 {perf['p50_ms']:.1f} ms · p99 {perf['p99_ms']:.1f} ms"
+                              + (" · from roll-ups, ±9.5 %"
+                                 if perf.get("percentiles") == "histogram" else "")
                               if p95 is not None else "no requests"),
                     id="endpoints-card-p95"),
         metric_card("Dropped events", dropped, icon="cloud-slash",
