@@ -162,7 +162,11 @@ def wrk_rps(python: str, target: str, cwd: Path, env: dict, seconds: int) -> flo
         return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a busy worker (FMD's) ignoring TERM
+            proc.kill()
+            proc.wait()
 
 
 def main() -> None:
