@@ -15,8 +15,12 @@ import redis as redis_lib
 logger = logging.getLogger(__name__)
 
 # Short timeouts: a Redis outage must show up as "unavailable", not a hang.
+# The name lets an operator (and the Redis page) tell the console's own
+# connections from the application's in CLIENT LIST and the slowlog.
+CLIENT_NAME = "ops-console"
 CLIENT_OPTIONS = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0,
-                  "health_check_interval": 15, "retry_on_timeout": False}
+                  "health_check_interval": 15, "retry_on_timeout": False,
+                  "client_name": CLIENT_NAME}
 
 
 class RedisHandle:
