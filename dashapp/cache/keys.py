@@ -19,6 +19,10 @@ toolkit (in the monitored app) and the console's Cache page both read.
                                            last_finished (ISO 8601), last_duration_ms,
                                            last_entries, last_error ("" when none),
                                            runs, process
+    <prefix>:_meta:warm_lock:<namespace>:<period>
+                                           STRING (SET NX PX) the process that runs a
+                                           scheduled warm of that period, so several
+                                           processes run it once
 
 Namespaces never start with "_", so no namespace can collide with `_meta`.
 """
@@ -72,3 +76,8 @@ def warm_requests_key(prefix: str) -> str:
 
 def warm_status_key(prefix: str, namespace: str) -> str:
     return f"{prefix}:_meta:warm_status:{namespace}"
+
+
+def warm_lock_key(prefix: str, namespace: str, period: int) -> str:
+    """Taken by the one process that runs period `period` of a scheduled warm."""
+    return f"{prefix}:_meta:warm_lock:{namespace}:{period}"

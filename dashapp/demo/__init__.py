@@ -23,9 +23,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from dashapp.cache import configure as configure_cache
+
 from .data import Order, open_shop_database
 from .jobs import create_scheduler
-from .shop import create_shop_app
+from .shop import Catalog, create_shop_app
 from .traffic import TrafficGenerator
 
 if TYPE_CHECKING:  # scikit-learn is imported when the demo starts, not on import
@@ -61,6 +63,7 @@ class DemoApp:
         self.engine: Engine | None = None
         self.models: DemoModels | None = None
         self.app: Flask | None = None
+        self.catalog: Catalog | None = None
         self.scheduler: BackgroundScheduler | None = None
         self.traffic: TrafficGenerator | None = None
         self.timings: dict[str, float] = {}
@@ -125,8 +128,14 @@ class DemoApp:
         t2 = time.perf_counter()
         self.timings.update(database_s=t1 - t0, training_s=t2 - t1)
 
+        # The caching toolkit: this Redis, the console's key prefix (so the
+        # Cache page sees the shop's namespaces) and the shop's warmers.
+        configure_cache(client=self.redis,
+                  prefix=self.settings.cache_prefix if self.settings is not None else None)
         self.app = create_shop_app(self.engine, self.redis, self.models)
-        self.scheduler = create_scheduler(self.engine, self.redis)
+        self.catalog = self.app.extensions["shop_catalog"]
+        self.catalog.register_warmers()
+        self.scheduler = create_scheduler(self.engine, self.redis, self.catalog)
         # Wire the console in here, before serving, exactly as a user would.
         # (`settings` only because the demo runs inside the console, whose
         # settings may not come from the environment; your app omits it.)
@@ -168,6 +177,9 @@ class DemoApp:
             if self.scheduler.running:
                 self.scheduler.shutdown(wait=False)
             self.scheduler = None
+        if self.catalog is not None:
+            self.catalog.unregister_warmers()  # stops the toolkit's warm worker
+            self.catalog = None
         if self._server is not None:
             if self._server_thread is not None and self._server_thread.is_alive():
                 self._server.shutdown()

@@ -3,10 +3,11 @@
 Intervals are compressed so the console sees activity within minutes:
 the "nightly" report runs every two minutes. One job, payment
 reconciliation, fails about a quarter of the time so failed runs show up.
+"Refresh product cache" runs the toolkit's ``products`` warmer with
+``warm()``; the listing warmer has a schedule of its own (``every=``).
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -17,9 +18,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import sessionmaker
 
+from dashapp.cache import warm
+
 from .data import Order, OrderItem, Product, SalesReport, utcnow
-from .shop import (PRODUCT_LIST_TTL, PRODUCT_TTL, product_key, product_list_key,
-                   product_to_dict)
+from .shop import PRODUCTS, Catalog
 
 logger = logging.getLogger("demo.jobs")
 
@@ -29,7 +31,6 @@ CLEANUP_SECONDS = 60
 RESTOCK_SECONDS = 90
 RECONCILE_SECONDS = 45
 RECONCILE_FAILURE_RATE = 0.25
-TOP_PRODUCTS = 20
 ABANDONED_AFTER = timedelta(minutes=30)
 KEEP_REPORTS = 50
 RESTOCK_BELOW = 20
@@ -37,30 +38,17 @@ RESTOCK_AMOUNT = 200
 REVENUE_STATUSES = ("paid", "shipped", "delivered")
 
 
-def refresh_product_cache(Sessions: sessionmaker, redis_client: redis.Redis) -> int:
-    """Warm the cache with the best sellers and the first product page."""
-    started = time.perf_counter()
-    sold = func.sum(OrderItem.quantity)
-    with Sessions() as session:
-        top = session.scalars(
-            select(Product).join(OrderItem, OrderItem.product_id == Product.id)
-            .group_by(Product.id).order_by(sold.desc()).limit(TOP_PRODUCTS)).all()
-        first_page = session.scalars(select(Product).order_by(Product.id).limit(20)).all()
-        listing = {"products": [product_to_dict(p) for p in first_page],
-                   "limit": 20, "offset": 0}
-        entries = {product_key(p.id): product_to_dict(p) for p in top}
-    try:
-        pipe = redis_client.pipeline(transaction=False)
-        for key, value in entries.items():
-            pipe.set(key, json.dumps(value), ex=PRODUCT_TTL)
-        pipe.set(product_list_key(None, 20, 0), json.dumps(listing), ex=PRODUCT_LIST_TTL)
-        pipe.execute()
-    except redis.RedisError as exc:
-        logger.error("cache refresh failed, redis unavailable: %s", exc)
-        raise
+def refresh_product_cache() -> int:
+    """Re-warm the best sellers' details; returns the entries written.
+
+    Raises when the warm failed, so the failed run shows on the Jobs page."""
+    result = warm(PRODUCTS)
+    if result["error"]:
+        logger.error("cache refresh failed: %s", result["error"])
+        raise RuntimeError(f"cache refresh failed: {result['error']}")
     logger.info("cache refresh: warmed %d product entries in %.0f ms",
-                len(entries) + 1, (time.perf_counter() - started) * 1000)
-    return len(entries) + 1
+                result["entries"], result["duration_ms"])
+    return result["entries"]
 
 
 def nightly_sales_report(Sessions: sessionmaker) -> int:
@@ -107,12 +95,16 @@ def cleanup(Sessions: sessionmaker) -> dict:
     return {"cancelled_orders": cancelled, "pruned_reports": pruned}
 
 
-def restock(Sessions: sessionmaker) -> int:
-    """A supplier delivery for every product running low."""
+def restock(Sessions: sessionmaker, catalog: Catalog | None = None) -> int:
+    """A supplier delivery for every product running low; their cached
+    details are invalidated."""
     with Sessions.begin() as session:
+        low = session.scalars(select(Product.id).where(Product.stock < RESTOCK_BELOW)).all()
         restocked = session.execute(
-            update(Product).where(Product.stock < RESTOCK_BELOW)
-            .values(stock=Product.stock + RESTOCK_AMOUNT)).rowcount
+            update(Product).where(Product.id.in_(low))
+            .values(stock=Product.stock + RESTOCK_AMOUNT)).rowcount if low else 0
+    if catalog is not None:
+        catalog.forget(low)
     if restocked:
         logger.warning("restock: %d products were below %d units; ordered %d each",
                        restocked, RESTOCK_BELOW, RESTOCK_AMOUNT)
@@ -132,23 +124,25 @@ def reconcile_payments(Sessions: sessionmaker, rng: random.Random) -> int:
     return paid
 
 
-def create_scheduler(engine: Engine, redis_client: redis.Redis | None) -> BackgroundScheduler:
-    """A scheduler with the shop's jobs added; the caller starts it."""
+def create_scheduler(engine: Engine, redis_client: redis.Redis | None,
+                     catalog: Catalog | None = None) -> BackgroundScheduler:
+    """A scheduler with the shop's jobs added; the caller starts it. The
+    cache job needs `catalog` with its warmers registered."""
     Sessions = sessionmaker(engine, expire_on_commit=False)
     scheduler = BackgroundScheduler(
         daemon=True, timezone=timezone.utc,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
     now = datetime.now(timezone.utc)
-    if redis_client is not None:
+    if redis_client is not None and catalog is not None and catalog.enabled:
         scheduler.add_job(refresh_product_cache, "interval", seconds=CACHE_REFRESH_SECONDS,
-                          args=[Sessions, redis_client], id="cache_refresh",
-                          name="Refresh product cache", next_run_time=now + timedelta(seconds=2))
+                          id="cache_refresh", name="Refresh product cache",
+                          next_run_time=now + timedelta(seconds=2))
     scheduler.add_job(nightly_sales_report, "interval", seconds=REPORT_SECONDS,
                       args=[Sessions], id="nightly_report", name="Nightly sales report",
                       next_run_time=now + timedelta(seconds=10))
     scheduler.add_job(cleanup, "interval", seconds=CLEANUP_SECONDS, args=[Sessions],
                       id="cleanup", name="Cancel abandoned orders, prune reports")
-    scheduler.add_job(restock, "interval", seconds=RESTOCK_SECONDS, args=[Sessions],
+    scheduler.add_job(restock, "interval", seconds=RESTOCK_SECONDS, args=[Sessions, catalog],
                       id="restock", name="Restock low inventory")
     scheduler.add_job(reconcile_payments, "interval", seconds=RECONCILE_SECONDS,
                       args=[Sessions, random.Random()], id="reconcile_payments",

@@ -8,13 +8,15 @@ habits the console exists to catch:
 * ``GET /search`` runs ``LIKE '%q%'``, which no index can serve;
 * ``GET /reports/slow`` is slow and ``GET /flaky`` fails ~20% of the time.
 
-Product reads are cached in Redis with plain ``GET`` and ``SET ... EX`` (keys
-start with ``demo:cache:``). When Redis is down the shop serves from the database
-and logs a warning.
+Product reads are cached with the console's toolkit (``dashapp.cache``): the
+``Catalog`` below decorates them with ``@cached`` (namespaces ``products`` and
+``product-lists``), an order ``invalidate()``s the products it changed, and
+warmers keep the best sellers and the first listing pages fresh (see
+``Catalog.register_warmers``). When Redis is down the toolkit calls the
+functions directly, so the shop serves from the database and logs a warning.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -27,6 +29,9 @@ from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
 
+from dashapp.cache import (cache_key, cached, invalidate, ping, register_warmer,
+                           unregister_warmer)
+
 from .data import ORDER_STATUSES, Customer, Order, OrderItem, Product, utcnow
 
 if TYPE_CHECKING:
@@ -34,9 +39,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("demo.shop")
 
-CACHE_PREFIX = "demo:cache:"
+PRODUCTS = "products"            # @cached namespace of product details
+PRODUCT_LISTS = "product-lists"  # @cached namespace of product listings
 PRODUCT_TTL = 300      # seconds a product detail stays cached
 PRODUCT_LIST_TTL = 60  # seconds a product listing stays cached
+LIST_WARM_EVERY = 30   # seconds between warms of the first listing pages
+TOP_PRODUCTS = 20      # best sellers the "products" warmer keeps cached
+PAGE_SIZE = 20
 FLAKY_FAILURE_RATE = 0.2
 MAX_ITEMS_PER_ORDER = 20
 MAX_QUANTITY = 50
@@ -55,11 +64,8 @@ def error_body(code: str, message: str) -> dict:
 
 
 def product_key(product_id: int) -> str:
-    return f"{CACHE_PREFIX}product:{product_id}"
-
-
-def product_list_key(category: str | None, limit: int, offset: int) -> str:
-    return f"{CACHE_PREFIX}products:{category or 'all'}:{limit}:{offset}"
+    """The Redis key of a cached product detail (once a Catalog exists)."""
+    return cache_key(PRODUCTS, product_id)
 
 
 def product_to_dict(product: Product) -> dict:
@@ -78,65 +84,76 @@ def order_to_dict(order: Order, items: list[OrderItem] | None = None) -> dict:
     return body
 
 
-# ----- cache: Redis trouble is logged, never raised --------------------------
-class JsonCache:
-    """JSON values in Redis with plain GET / SET EX; the database is the fallback.
+# ----- cache: the @cached toolkit, as a user's app would use it -------------------
+class Catalog:
+    """The shop's product reads, cached in Redis with ``@cached``.
 
-    After a Redis error the cache is bypassed for ``retry_after`` seconds, so
-    an outage costs one slow call and one warning, not one per request.
+    Without a Redis client the reads go straight to the database. Redis
+    trouble never reaches a request: the toolkit runs the function instead.
     """
 
-    def __init__(self, client: redis.Redis | None, retry_after: float = 5.0) -> None:
-        self.client = client
-        self.retry_after = retry_after
-        self._down_until = 0.0
+    def __init__(self, Sessions: sessionmaker, redis_client: redis.Redis | None) -> None:
+        self.Sessions = Sessions
+        self.enabled = redis_client is not None
 
-    def _available(self) -> bool:
-        return self.client is not None and time.monotonic() >= self._down_until
+        def product(product_id: int) -> dict | None:
+            with Sessions() as session:
+                found = session.get(Product, product_id)
+                return None if found is None else product_to_dict(found)
 
-    def _failed(self, action: str, key: str, exc: Exception) -> None:
-        self._down_until = time.monotonic() + self.retry_after
-        logger.warning("cache %s failed for %s, using the database for %.0f s: %s",
-                       action, key, self.retry_after, exc)
+        def product_list(category: str | None, limit: int, offset: int) -> dict:
+            query = select(Product).order_by(Product.id).limit(limit).offset(offset)
+            if category:
+                query = query.where(Product.category == category)
+            with Sessions() as session:
+                return {"products": [product_to_dict(p) for p in session.scalars(query)],
+                        "limit": limit, "offset": offset}
 
-    def ping(self) -> bool | None:
-        """Redis reachability for /health: None without Redis, False while down."""
-        if self.client is None:
-            return None
-        if not self._available():
-            return False
-        try:
-            return bool(self.client.ping())
-        except redis.RedisError as exc:
-            self._failed("ping", "-", exc)
-            return False
+        if self.enabled:  # None is cached too: unknown ids do not hit the database
+            product = cached(PRODUCTS, ttl=PRODUCT_TTL, client=redis_client)(product)
+            product_list = cached(PRODUCT_LISTS, ttl=PRODUCT_LIST_TTL,
+                                  client=redis_client)(product_list)
+        self.product = product
+        self.product_list = product_list
 
-    def get(self, key: str) -> Any | None:
-        """The cached value, or None on a miss or while Redis is unavailable."""
-        if not self._available():
-            return None
-        try:
-            raw = self.client.get(key)
-        except redis.RedisError as exc:
-            self._failed("read", key, exc)
-            return None
-        return None if raw is None else json.loads(raw)
+    def forget(self, product_ids) -> None:
+        """Drop the cached details of products whose stock or price changed."""
+        if self.enabled:
+            for product_id in product_ids:
+                invalidate(PRODUCTS, product_id)
 
-    def set(self, key: str, value: Any, ttl: int) -> None:
-        if not self._available():
+    def warm_best_sellers(self) -> None:
+        """Warmer of "products": (re)load the best sellers' details."""
+        sold = func.sum(OrderItem.quantity)
+        with self.Sessions() as session:
+            top = session.scalars(
+                select(Product.id).join(OrderItem, OrderItem.product_id == Product.id)
+                .group_by(Product.id).order_by(sold.desc()).limit(TOP_PRODUCTS)).all()
+        for product_id in top:
+            self.product(product_id)
+
+    def warm_first_pages(self) -> None:
+        """Warmer of "product-lists": the first page, overall and per category."""
+        with self.Sessions() as session:
+            categories = session.scalars(
+                select(Product.category).distinct().order_by(Product.category)).all()
+        for category in [None, *categories]:
+            self.product_list(category, PAGE_SIZE, 0)
+
+    def register_warmers(self) -> None:
+        """Best sellers on demand (the shop's "cache_refresh" job calls
+        warm()), listings on the toolkit's own schedule."""
+        if not self.enabled:
             return
-        try:
-            self.client.set(key, json.dumps(value), ex=ttl)
-        except redis.RedisError as exc:
-            self._failed("write", key, exc)
+        register_warmer(PRODUCTS, self.warm_best_sellers,
+                        description=f"details of the {TOP_PRODUCTS} best sellers")
+        register_warmer(PRODUCT_LISTS, self.warm_first_pages, every=LIST_WARM_EVERY,
+                        description="first listing page, overall and per category")
 
-    def delete(self, *keys: str) -> None:
-        if not keys or not self._available():
-            return
-        try:
-            self.client.delete(*keys)
-        except redis.RedisError as exc:
-            self._failed("invalidation", keys[0], exc)
+    def unregister_warmers(self) -> None:
+        if self.enabled:
+            unregister_warmer(PRODUCTS)
+            unregister_warmer(PRODUCT_LISTS)
 
 
 # ----- request parsing -----------------------------------------------------
@@ -211,7 +228,8 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
     app = Flask(__name__, static_folder=None)
     app.json.sort_keys = False
     Sessions = sessionmaker(engine, expire_on_commit=False)
-    cache = JsonCache(redis_client)
+    catalog = Catalog(Sessions, redis_client)
+    app.extensions["shop_catalog"] = catalog
     rng = random.Random()
 
     @app.errorhandler(ApiError)
@@ -237,7 +255,8 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
 
     @app.get("/health")
     def health():
-        checks = {"database": True, "redis": cache.ping()}
+        checks = {"database": True,
+                  "redis": ping(redis_client) if redis_client is not None else None}
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
@@ -253,33 +272,15 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
     @app.get("/products")
     def list_products():
         category = request.args.get("category") or None
-        limit = _int_arg("limit", 20, 1, 100)
+        limit = _int_arg("limit", PAGE_SIZE, 1, 100)
         offset = _int_arg("offset", 0, 0, 1_000_000)
-        key = product_list_key(category, limit, offset)
-        cached = cache.get(key)
-        if cached is not None:
-            return jsonify(cached)
-        query = select(Product).order_by(Product.id).limit(limit).offset(offset)
-        if category:
-            query = query.where(Product.category == category)
-        with Sessions() as session:
-            body = {"products": [product_to_dict(p) for p in session.scalars(query)],
-                    "limit": limit, "offset": offset}
-        cache.set(key, body, PRODUCT_LIST_TTL)
-        return jsonify(body)
+        return jsonify(catalog.product_list(category, limit, offset))
 
     @app.get("/products/<int:product_id>")
     def get_product(product_id: int):
-        key = product_key(product_id)
-        cached = cache.get(key)
-        if cached is not None:
-            return jsonify(cached)
-        with Sessions() as session:
-            product = session.get(Product, product_id)
-            if product is None:
-                raise ApiError(404, "not_found", f"product {product_id} does not exist")
-            body = product_to_dict(product)
-        cache.set(key, body, PRODUCT_TTL)
+        body = catalog.product(product_id)
+        if body is None:
+            raise ApiError(404, "not_found", f"product {product_id} does not exist")
         return jsonify(body)
 
     @app.get("/customers/<int:customer_id>/orders")
@@ -341,7 +342,7 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
             session.add(order)
             session.flush()
             body = order_to_dict(order, order.items)
-        cache.delete(*(product_key(pid) for pid in wanted))
+        catalog.forget(wanted)
         logger.info("order %d placed by customer %d: %d product(s), total %.2f",
                     body["id"], customer_id, len(wanted), body["total"])
         return jsonify(body), 201

@@ -30,7 +30,7 @@ from dashapp.demo.data import (
 from dashapp.demo.jobs import (cleanup, nightly_sales_report, reconcile_payments,
                                refresh_product_cache, restock)
 from dashapp.demo.ml import train_models
-from dashapp.demo.shop import create_shop_app, product_key
+from dashapp.demo.shop import Catalog, create_shop_app, product_key
 from dashapp.demo.traffic import REDIS_KEY, TrafficGenerator
 
 
@@ -335,14 +335,34 @@ def test_training_is_deterministic(models):
 
 # ----- jobs ----------------------------------------------------------------------
 def test_cache_refresh_warms_best_sellers(engine, redis_client):
-    warmed = refresh_product_cache(sessionmaker(engine), redis_client)
-    assert warmed == 21
-    assert len(redis_client.keys("demo:cache:product:*")) == 20
+    catalog = Catalog(sessionmaker(engine), redis_client)
+    catalog.register_warmers()
+    try:
+        with Session(engine) as session:
+            best = session.scalar(text(
+                "SELECT product_id FROM order_items GROUP BY product_id "
+                "ORDER BY sum(quantity) DESC LIMIT 1"))
+        stale = catalog.product(best)
+        with Session(engine) as session, session.begin():
+            session.get(Product, best).name = "Renamed In The Database"
+        assert refresh_product_cache() == 20
+        prefix = product_key(best).split(":")[0]
+        assert len(redis_client.keys(f"{prefix}:products:*")) == 20
+        # The warm refreshed the stale entry instead of reading it back.
+        assert json.loads(redis_client.get(product_key(best))) == {
+            **stale, "name": "Renamed In The Database"}
+    finally:
+        catalog.unregister_warmers()
 
 
 def test_cache_refresh_fails_loudly_when_redis_is_down(engine, dead_redis):
-    with pytest.raises(redis_lib.RedisError):
-        refresh_product_cache(sessionmaker(engine), dead_redis)
+    catalog = Catalog(sessionmaker(engine), dead_redis)
+    catalog.register_warmers()
+    try:
+        with pytest.raises(RuntimeError, match="Redis unavailable"):
+            refresh_product_cache()
+    finally:
+        catalog.unregister_warmers()
 
 
 def test_report_cleanup_and_restock_jobs(engine):
