@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -87,10 +88,18 @@ def main(argv: list[str] | None = None) -> None:
     lines.append(f"  Ready in {time.monotonic() - START:.1f} s. Ctrl+C to stop.")
     print("\n".join(lines) + "\n", flush=True)
 
+    # SIGTERM (systemd, docker stop, a test harness) ends like Ctrl+C: through
+    # the finally below and the atexit hooks, so buffered events are written
+    # and the embedded Redis server is shut down, not orphaned.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         app.run(host=args.host, port=args.port, debug=False)
     finally:
         ops.close()
+
+
+def _exit_on_sigterm(_signum, _frame) -> None:
+    raise SystemExit(0)
 
 
 def _reset_admin_password(settings) -> None:
