@@ -288,3 +288,21 @@ def init_auth(app: Flask, users: UserService) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
     )
     app.before_request(_guard)
+
+
+def action_allowed(required: str, action: str, target: str) -> tuple[str | None, str | None]:
+    """For a Dash callback that changes something (the Dash endpoint itself
+    only needs a sign-in): (username, None) when the caller's role allows
+    `required`, else (None, a sentence for the user) after auditing the
+    denial as the API's guard does."""
+    from dashapp.security import audit
+    from dashapp.security.roles import role_allows
+    principal = current_principal()
+    if principal is not None and role_allows(principal.role, required):
+        return principal.username, None
+    role = principal.role if principal else "signed out"
+    audit.record(current_app.extensions["ops"].store,
+                 actor=principal.username if principal else "?",
+                 action="permission_denied", outcome="denied", target=target[:255],
+                 details={"required": required, "role": role, "action": action})
+    return None, f"This needs the {required} role; you are {role}."

@@ -17,6 +17,7 @@ import pandas as pd
 import psutil
 import redis as redis_lib
 
+from dashapp.formatting import human_bytes
 from dashapp.modules import MODULES
 
 logger = logging.getLogger(__name__)
@@ -125,16 +126,6 @@ def traffic_series(client: redis_lib.Redis) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def _fmt_bytes(n: float | None) -> str | None:
-    if n is None:
-        return None
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return None
-
-
 def _pct(x: float | None) -> str | None:
     return None if x is None else f"{x * 100:.1f}%"
 
@@ -218,7 +209,7 @@ def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, An
         if redis_down:
             return _card(module, value="down", label="Redis", status="error",
                          detail="Redis is unavailable", source="Redis INFO")
-        return _card(module, value=_fmt_bytes(rinfo["used_memory"]), label="memory used",
+        return _card(module, value=human_bytes(rinfo["used_memory"], None), label="memory used",
                      status="ok", source="Redis INFO",
                      detail=f"{rinfo['ops_per_sec']} ops/s · "
                             f"{rinfo['connected_clients']} clients · v{rinfo['version']}")
@@ -260,7 +251,7 @@ def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, An
         db = (demo or {}).get("database") or {}
         if not db:
             return _card(module, detail="Demo database not running")
-        return _card(module, value=_fmt_bytes(db.get("size_bytes")), label="demo DB size",
+        return _card(module, value=human_bytes(db.get("size_bytes"), None), label="demo DB size",
                      source="demo database")
     if module.key == "jobs":
         jobs = (demo or {}).get("jobs")
@@ -285,9 +276,9 @@ def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, An
         log = (demo or {}).get("log") or {}
         if not log:
             return _card(module, detail="Demo log not written yet")
-        return _card(module, value=_fmt_bytes(log.get("size_bytes")), label="demo log size",
+        return _card(module, value=human_bytes(log.get("size_bytes"), None), label="demo log size",
                      source="demo log file")
     if module.key == "profiler":
-        return _card(module, value=_fmt_bytes(rss), label="console memory (RSS)",
+        return _card(module, value=human_bytes(rss), label="console memory (RSS)",
                      source="this process", detail=f"CPU {cpu:.0f}%")
     return _card(module)

@@ -300,7 +300,7 @@ def _column_def(field: str, kind: str) -> dict:
 def data_grid(id: Id, df_or_records: Any, columns: Sequence[str | dict] | None = None, *,
               page_size: int = 25, height: int | None = None,
               csv_filename: str | None = None, search: bool = True,
-              row_count: bool = True) -> html.Div:
+              row_count: bool = True, pagination: bool = True) -> html.Div:
     """A sortable, filterable, paginated AG Grid with an "Export CSV" button.
 
     ``df_or_records``: a DataFrame or a list of dicts. ``columns``: field
@@ -308,6 +308,8 @@ def data_grid(id: Id, df_or_records: Any, columns: Sequence[str | dict] | None =
     ``height``: pixels; ``None`` lets the grid grow with the page of rows.
     The Export CSV button exports the filtered, sorted rows (all pages) with
     the grid's built-in CSV export, named ``csv_filename``.
+    ``pagination=False`` shows every row in one scrolling grid (give a
+    ``height``), e.g. for rows a page appends as the user scrolls.
 
     Cells always render as text: no HTML/markdown renderer is set and
     ``dangerously_allow_code`` is off, so user-supplied strings cannot inject
@@ -327,7 +329,7 @@ def data_grid(id: Id, df_or_records: Any, columns: Sequence[str | dict] | None =
     sizes = sorted({10, 25, 50, 100, page_size})
     grid_options: dict = {
         "theme": {"function": GRID_THEME},
-        "pagination": True,
+        "pagination": pagination,
         "paginationPageSize": page_size,
         "paginationPageSizeSelector": sizes,
         "animateRows": False,

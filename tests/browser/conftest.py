@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,49 +38,68 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory, redis_url):
-    """Start `python app.py` with the demo on; yield its base URL."""
-    port, demo_port = free_port(), free_port()
-    instance = tmp_path_factory.mktemp("browser-instance")
+@contextmanager
+def running_console(instance: Path, env_extra: dict[str, str]):
+    """`python app.py` as a user starts it, with the instance folder and the
+    given variables (the store is PostgreSQL when TEST_POSTGRES_URL is set);
+    yields its base URL once /api/health answers, stops it (SIGTERM) after."""
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("OPS_DATABASE_URL", "REDIS_URL", "OPS_DEMO")}
+           if k not in ("OPS_DATABASE_URL", "REDIS_URL", "OPS_DEMO", "OPS_REDIS_INSTANCES")}
     env.update({"OPS_INSTANCE_DIR": str(instance), "OPS_ADMIN_PASSWORD": ADMIN_PASSWORD,
-                "OPS_DEMO_PORT": str(demo_port), "OPS_DEMO_RPS": "4",
-                "PYTHONUNBUFFERED": "1"})
-    if os.environ.get("REDIS_URL"):
-        env["REDIS_URL"] = redis_url
+                "PYTHONUNBUFFERED": "1", **env_extra})
     if PG_URL:
         _reset_postgres(PG_URL)
         env["OPS_DATABASE_URL"] = PG_URL
-    log = open(instance / "console.log", "w")
+    instance.mkdir(parents=True, exist_ok=True)
+    log_path = instance / "console.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port)],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"{base}/api/health", timeout=2) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-    if proc.poll() is not None:
-        log.close()
-        pytest.fail("console did not start:\n" + (instance / "console.log").read_text()[-3000:])
-    # Let the demo traffic put some figures on the overview.
-    time.sleep(4)
-    yield base
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            proc.kill()
+        if proc.poll() is not None:
+            pytest.fail("console did not start:\n" + log_path.read_text()[-3000:])
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory, redis_url):
+    """The console with the demo on; yields its base URL."""
+    env = {"OPS_DEMO_PORT": str(free_port()), "OPS_DEMO_RPS": "4"}
+    if os.environ.get("REDIS_URL"):
+        env["REDIS_URL"] = redis_url
+    with running_console(tmp_path_factory.mktemp("browser-instance"), env) as base:
+        # Let the demo traffic put some figures on the overview.
+        time.sleep(4)
+        yield base
+
+
+def screenshot_dir(tmp_path_factory, name: str = "screenshots") -> Path:
+    """docs/screenshots with OPS_UPDATE_SCREENSHOTS=1 (for the README), else
+    a temporary folder."""
+    if os.environ.get("OPS_UPDATE_SCREENSHOTS") == "1":
+        folder = ROOT / "docs" / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    return tmp_path_factory.mktemp(name)
 
 
 @pytest.fixture(scope="module")

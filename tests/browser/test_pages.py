@@ -6,24 +6,15 @@ cache page are saved to docs/screenshots/ for the README.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from dashapp.modules import MODULES
-from tests.browser.conftest import PUBLIC_NAME, VIEWPORTS, PageWatch, sign_in_page
+from tests.browser.conftest import (PUBLIC_NAME, VIEWPORTS, PageWatch, screenshot_dir,
+                                    sign_in_page)
 from tests.conftest import ADMIN_PASSWORD
 
-ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries"}
-
-
-def _screenshot_dir(tmp_path_factory) -> Path:
-    if os.environ.get("OPS_UPDATE_SCREENSHOTS") == "1":
-        folder = ROOT / "docs" / "screenshots"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-    return tmp_path_factory.mktemp("screenshots")
+SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries", "redis"}
 
 
 def _set_theme(page, theme: str) -> None:
@@ -50,7 +41,7 @@ def test_sign_in_page_rejects_wrong_password(browser, console):
     page.fill("#password", ADMIN_PASSWORD)
     page.click("#login-submit")
     page.wait_for_url(f"{console}/cache")  # back where the user was going
-    page.wait_for_selector(".ops-empty")
+    page.wait_for_selector(".ops-page-title")
     # The 401 of the failed attempt is the only "error" the browser may log.
     watch.errors = [e for e in watch.errors if "401" not in e]
     watch.assert_clean("sign-in")
@@ -66,7 +57,7 @@ def test_every_page_renders_cleanly(signed_in, console, theme, viewport, tmp_pat
     page.goto(f"{console}/")
     page.wait_for_selector("#overview-cards")
     _set_theme(page, theme)
-    shots = _screenshot_dir(tmp_path_factory)
+    shots = screenshot_dir(tmp_path_factory)
     if os.environ.get("OPS_UPDATE_SCREENSHOTS") == "1":
         # Let the demo's traffic chart gather a few minutes' worth of points.
         page.wait_for_timeout(20000)

@@ -31,12 +31,12 @@ def test_cards_show_the_published_demo_figures(app, client, redis_client):
     assert body["console"]["demo_running"] is True
     assert cards["endpoints"]["value"] == "0"  # nothing monitored in this store yet
     assert cards["queries"]["value"] == "0"
-    assert cards["backups"]["value"] == "2.4 MB"  # the demo's database size
+    assert cards["backups"]["value"] == "2.4 MiB"  # the demo's database size
     assert cards["models"]["value"] == "0.958"
     assert cards["jobs"]["detail"] == "next: Cache refresh"
     assert cards["redis"]["status"] == "ok"
     assert all(c["issue"] for c in cards.values())
-    assert cards["endpoints"]["built"] and not cards["cache"]["built"]
+    assert cards["endpoints"]["built"] and cards["cache"]["built"] and not cards["jobs"]["built"]
     # A module with no live source says so instead of inventing a figure.
     assert cards["config"]["value"] is None
 
