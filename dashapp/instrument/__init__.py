@@ -248,7 +248,7 @@ class Monitor:
         requests, queries = [], []
         for ev in batch:
             if ev[0] == _REQ:
-                requests.append(ev[1:])
+                requests.append(ev)  # as recorded: no new object per event
             else:
                 fp, sql = fingerprint(ev[2])  # redacted here: values never leave
                 rows = ev[4] if ev[4] is not None and ev[4] >= 0 else None

@@ -14,7 +14,7 @@ from dashapp.store.models import IngestBatch, QueryLog, RequestLog, utcnow
 
 def _batch(i: int, n: int = 50) -> dict:
     now = time.time()
-    requests = [[now, "/r", "GET", 200 if j % 10 else 500, 1.5, f"b{i}-{j}", None, None]
+    requests = [[0, now, "/r", "GET", 200 if j % 10 else 500, 1.5, f"b{i}-{j}", None, None]
                 for j in range(n)]
     queries = [[now, "abcd", "SELECT ?", 0.5, 1, f"b{i}-{j}", "/r"] for j in range(n)]
     return {"created_at": utcnow(), "process": f"host:{i}", "events": 2 * n,
