@@ -328,7 +328,11 @@ def detail_summary(detail: dict[str, Any]) -> html.Div:
                 html.Code(detail["endpoint"], className="fs-6")],
                className="mb-2", id="endpoints-detail-name"),
         html.P(f"Last {RANGE_LABELS.get(detail['minutes'], str(detail['minutes']) + ' min')}"
-               f", {_bucket_words(detail['bucket_seconds'])} buckets.",
+               f", {_bucket_words(detail['bucket_seconds'])} buckets."
+               + (" Counts and percentiles from the roll-ups (percentiles within "
+                  "±9.5 %); status codes and slowest requests from the raw rows kept "
+                  "(the last 7 days by default)."
+                  if detail.get("percentiles") == "histogram" else ""),
                className="text-body-secondary small mb-2"),
         html.Ul([html.Li([html.Strong(f"{k}: "), v]) for k, v in facts],
                 className="list-inline ops-facts mb-0 d-flex flex-wrap gap-3"),

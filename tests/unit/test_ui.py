@@ -374,3 +374,12 @@ def test_template_leaves_horizontal_anchors_auto():
         layout = pio.templates[name].layout
         assert layout.legend.xanchor == "auto"
         assert layout.title.xanchor in (None, "auto")
+
+
+def test_endpoint_detail_says_when_figures_come_from_rollups():
+    from dashapp.ui import api_metrics as ui
+    detail = {"method": "GET", "methods": ["GET"], "endpoint": "/a", "minutes": 1440,
+              "bucket_seconds": 300, "count": 10, "errors": 0, "error_rate": 0.0,
+              "client_errors": 0, "p50_ms": 1.0, "p95_ms": 2.0, "p99_ms": 3.0, "max_ms": 4.0}
+    assert "roll-ups" not in str(ui.detail_summary({**detail, "percentiles": "exact"}))
+    assert "±9.5 %" in str(ui.detail_summary({**detail, "percentiles": "histogram"}))
