@@ -57,6 +57,16 @@ def fill(store: Store, rows: int) -> float:
     return time.perf_counter() - t0
 
 
+def timed(call, runs: int = 5) -> tuple[list[float], object]:
+    """Seconds of each of `runs` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - t0)
+    return times, result
+
+
 def measure(url: str, rows: int, label: str) -> None:
     store = Store(url)
     store.upgrade()
@@ -70,20 +80,12 @@ def measure(url: str, rows: int, label: str) -> None:
         pass
     rollup_s = time.perf_counter() - t0
     api_metrics.endpoint_summary(store, minutes=1440)  # warm the cache
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        df = api_metrics.endpoint_summary(store, minutes=1440)
-        times.append(time.perf_counter() - t0)
+    times, df = timed(lambda: api_metrics.endpoint_summary(store, minutes=1440))
     print(f"[{label}] {rows:,} rows over {len(df)} endpoints (filled in {fill_s:.0f} s): "
           f"endpoint_summary(minutes=1440) median {statistics.median(times) * 1000:.0f} ms "
           f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}); "
           f"percentiles: {df.attrs.get('percentiles')}; roll-up of the day took {rollup_s:.0f} s")
-    times = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        perf = api_metrics.performance(store, minutes=1440)
-        times.append(time.perf_counter() - t0)
+    times, perf = timed(lambda: api_metrics.performance(store, minutes=1440))
     print(f"[{label}] performance(minutes=1440) ({len(perf['series'])} points, "
           f"{perf['count']:,} requests) median {statistics.median(times) * 1000:.0f} ms "
           f"(min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f})")

@@ -27,6 +27,7 @@ from dashapp.services import cache as svc
 from dashapp.store import _short_error
 from dashapp.ui import cache as ui
 from dashapp.ui.components import (chart, confirm_dialog, confirm_ids, modal, page_header,
+                                   range_picker,
                                    panel, push_toast, unavailable_card)
 from dashapp.ui.placeholder import page_options
 
@@ -336,11 +337,7 @@ def _tabs_keys(instance: str, can_admin: bool, redis_up: bool) -> html.Div:
 
 
 def _tabs_metrics() -> html.Div:
-    picker = dbc.RadioItems(
-        id=METRICS_RANGE, value=DEFAULT_MINUTES,
-        options=[{"label": label, "value": value} for value, label in ui.RANGES],
-        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
-        labelClassName="btn btn-outline-primary", labelCheckedClassName="active")
+    picker = range_picker(METRICS_RANGE, DEFAULT_MINUTES, ui.RANGES)
     charts = [("Hit rate", "@cached and Redis keyspace, between samples", METRIC_CHARTS[0]),
               ("Operations", "Commands per second", METRIC_CHARTS[1]),
               ("Memory", "used_memory", METRIC_CHARTS[2]),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 import dash
-import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 from flask import current_app
 from sqlalchemy.exc import DBAPIError
@@ -17,7 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from dashapp.services import api_metrics as svc
 from dashapp.store import _short_error
 from dashapp.ui import api_metrics as ui
-from dashapp.ui.components import chart, modal, page_header, panel, unavailable_card
+from dashapp.ui.components import (RANGE_LABELS, chart, modal, page_header, panel, range_picker,
+                                   unavailable_card)
 from dashapp.ui.placeholder import page_options
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ def _minutes(value) -> int:
         minutes = int(value)
     except (TypeError, ValueError):
         return DEFAULT_MINUTES
-    return minutes if minutes in ui.RANGE_LABELS else DEFAULT_MINUTES
+    return minutes if minutes in RANGE_LABELS else DEFAULT_MINUTES
 
 
 def render(minutes: int) -> tuple:
@@ -66,12 +66,7 @@ def render(minutes: int) -> tuple:
 def layout(**_query):
     minutes = DEFAULT_MINUTES
     status, cards, style, rows, latency, volume, rate, errors = render(minutes)
-    picker = dbc.RadioItems(
-        id="endpoints-range", value=minutes,
-        options=[{"label": label, "value": value} for value, label in ui.RANGES],
-        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
-        labelClassName="btn btn-outline-primary", labelCheckedClassName="active",
-    )
+    picker = range_picker("endpoints-range", minutes)
     detail_body = html.Div([
         html.Div(id="endpoints-detail-summary"),
         chart("endpoints-detail-chart", None, height=260, filename="endpoint-latency"),

@@ -16,7 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from dashapp.services import queries as svc
 from dashapp.store import _short_error
 from dashapp.ui import queries as ui
-from dashapp.ui.components import modal, page_header, panel, unavailable_card
+from dashapp.ui.components import (RANGE_LABELS, modal, page_header, panel, range_picker,
+                                   unavailable_card)
 from dashapp.ui.placeholder import page_options
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ dash.register_page(__name__, **page_options("queries"))
 
 DEFAULT_MINUTES = 60
 REFRESH_MS = 15_000
-ALLOWED = {value for _label, value in ui.RANGES}
+ALLOWED = set(RANGE_LABELS)
 
 
 def _ops():
@@ -60,12 +61,7 @@ def render(minutes: int) -> tuple:
 
 def layout(**_query):
     table, issues = render(DEFAULT_MINUTES)
-    picker = dbc.RadioItems(
-        id="queries-range", value=DEFAULT_MINUTES,
-        options=[{"label": label, "value": value} for label, value in ui.RANGES],
-        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
-        labelClassName="btn btn-outline-secondary", labelCheckedClassName="active",
-    )
+    picker = range_picker("queries-range", DEFAULT_MINUTES)
     return html.Div([
         page_header("SQL queries", "Statements the monitored application runs, per "
                     "fingerprint (values folded), with plans and suggestions.",

@@ -27,6 +27,7 @@ from dashapp.services import redis_collector
 from dashapp.services import redis_monitor as svc
 from dashapp.ui import redis_monitor as ui
 from dashapp.ui.components import (chart, confirm_dialog, confirm_ids, page_header, panel,
+                                   RANGE_LABELS, range_picker,
                                    push_toast, unavailable_card)
 from dashapp.ui.placeholder import page_options
 
@@ -74,7 +75,7 @@ def _minutes(value: Any) -> int:
         minutes = int(value)
     except (TypeError, ValueError):
         return DEFAULT_MINUTES
-    return minutes if minutes in ui.RANGE_LABELS else DEFAULT_MINUTES
+    return minutes if minutes in RANGE_LABELS else DEFAULT_MINUTES
 
 
 def _is_admin() -> bool:
@@ -201,12 +202,7 @@ def layout(instance: str | None = None, **_query):
     instances = list(_ops().redis_instances)
     switcher = _select([{"label": n, "value": n} for n in instances], name,
                        "redis-instance", "Instance")
-    picker = dbc.RadioItems(
-        id="redis-range", value=DEFAULT_MINUTES,
-        options=[{"label": label, "value": value} for value, label in ui.RANGES],
-        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
-        labelClassName="btn btn-outline-secondary", labelCheckedClassName="active",
-    )
+    picker = range_picker("redis-range", DEFAULT_MINUTES)
     key_controls = html.Div([
         html.Label([html.Span("Separator", className="ops-redis-control__label"),
                     dcc.Input(id="redis-keys-separator", value=":", type="text",

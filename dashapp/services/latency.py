@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+import numpy as np
+
 BASE_MS = 0.05
 GROWTH = 1.2
 _LOG_GROWTH = math.log(GROWTH)
@@ -47,31 +49,19 @@ def merge(hists: Iterable[Mapping]) -> dict[int, int]:
 
 def quantile(hist: Mapping, q: float) -> float | None:
     """Nearest-rank q-quantile (0..1) estimated from a histogram."""
-    items = sorted((int(k), int(n)) for k, n in hist.items())
-    count = sum(n for _, n in items)
-    if not count:
-        return None
-    rank = max(1, math.ceil(q * count))
-    seen = 0
-    for k, n in items:
-        seen += n
-        if seen >= rank:
-            return bucket_value(k)
-    return bucket_value(items[-1][0])
+    return quantiles_dense(dense(hist), [q])[0]
 
 
-def dense(hist: Mapping) -> "np.ndarray":
+def dense(hist: Mapping) -> np.ndarray:
     """A histogram as a dense count array indexed by bucket."""
-    import numpy as np
     counts = np.zeros(MAX_BUCKET + 1, dtype=np.int64)
     for k, n in hist.items():
         counts[min(max(int(k), 0), MAX_BUCKET)] += int(n)
     return counts
 
 
-def dense_of(durations) -> "np.ndarray":
+def dense_of(durations) -> np.ndarray:
     """Durations (ms) straight into a dense count array (vectorised)."""
-    import numpy as np
     ms = np.asarray(durations, dtype=float)
     if not ms.size:
         return np.zeros(MAX_BUCKET + 1, dtype=np.int64)
@@ -81,7 +71,6 @@ def dense_of(durations) -> "np.ndarray":
 
 def quantiles_dense(counts, qs) -> list[float | None]:
     """Nearest-rank quantiles (0..1) from a dense count array."""
-    import numpy as np
     total = int(counts.sum())
     if not total:
         return [None for _ in qs]

@@ -175,7 +175,7 @@ API_FIGURES_TTL = 4.0  # seconds: every open overview polls every 5 s
 def _cached_api_figures(ops) -> dict[str, Any] | None:
     """_api_figures, computed at most once per API_FIGURES_TTL per console
     process however many people keep the overview open."""
-    cached = getattr(ops, "_api_figures_cache", None)
+    cached = ops._api_figures_cache
     now = time.monotonic()
     if cached is not None and now - cached[0] < API_FIGURES_TTL:
         return cached[1]

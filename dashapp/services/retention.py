@@ -90,18 +90,8 @@ def rollup_requests(store: Store, now: datetime | None = None,
     rows = [{"minute": minute, "endpoint": endpoint, "method": method, **values,
              "hist": {str(k): n for k, n in values["hist"].items()}}
             for (minute, endpoint, method), values in groups.items()]
-    # An empty stretch still moves the watermark: a marker row per run.
-    if not rows:
-        rows = [{"minute": end - timedelta(minutes=1), "endpoint": "", "method": "",
-                 "count": 0, "errors": 0, "client_errors": 0, "total_ms": 0.0,
-                 "max_ms": 0.0, "hist": {}}]
-    try:
-        with store.engine.begin() as conn:
-            conn.execute(insert(RequestMinute), rows)
-    except IntegrityError:
-        logger.info("roll-up for %s..%s already written by another worker", start, end)
-        return 0
-    return len(rows)
+    return _write_rollups(store, RequestMinute, "minute", rows, start, end,
+                          end - timedelta(minutes=1))
 
 
 HOUR = timedelta(hours=1)
@@ -151,15 +141,25 @@ def rollup_hours(store: Store) -> int:
                 g["hist"][k] = g["hist"].get(k, 0) + n
     rows = [{"hour": hour, "endpoint": endpoint, "method": method, **values}
             for (hour, endpoint, method), values in groups.items()]
-    if not rows:  # an empty stretch still moves the watermark
-        rows = [{"hour": end - HOUR, "endpoint": "", "method": "", "count": 0, "errors": 0,
-                 "client_errors": 0, "total_ms": 0.0, "max_ms": 0.0, "hist": {}}]
+    return _write_rollups(store, RequestHour, "hour", rows, start, end, end - HOUR)
+
+
+def _write_rollups(store: Store, model, period: str, rows: list[dict], start: datetime,
+                   end: datetime, last_period: datetime) -> int:
+    """Insert one run's roll-up rows; returns how many. An empty stretch
+    still moves the watermark: a marker row (endpoint "") for its last
+    period. A duplicate run (another worker was first) fails on the unique
+    key and writes nothing."""
+    if not rows:
+        rows = [{period: last_period, "endpoint": "", "method": "", "count": 0,
+                 "errors": 0, "client_errors": 0, "total_ms": 0.0, "max_ms": 0.0,
+                 "hist": {}}]
     try:
         with store.engine.begin() as conn:
-            conn.execute(insert(RequestHour), rows)
+            conn.execute(insert(model), rows)
     except IntegrityError:
-        logger.info("hourly roll-up for %s..%s already written by another worker",
-                    start, end)
+        logger.info("%s roll-up for %s..%s already written by another worker",
+                    model.__tablename__, start, end)
         return 0
     return len(rows)
 

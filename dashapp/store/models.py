@@ -160,20 +160,13 @@ class IngestBatch(Base):
     payload: Mapped[str] = mapped_column(Text, nullable=False)
 
 
-class RequestMinute(Base):
-    """Requests per minute, endpoint and method, kept longer than raw rows.
+class _RollupFigures:
+    """What a roll-up row keeps for its endpoint, method and period.
 
     `hist` is a latency histogram (dashapp.services.latency) so percentiles
     over long ranges can be estimated after the raw rows are purged.
     """
-    __tablename__ = "ops_request_minute"
-    __table_args__ = (
-        UniqueConstraint("minute", "endpoint", "method", name="uq_request_minute"),
-        Index("ix_request_minute_endpoint", "endpoint", "minute"),
-    )
-
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
     method: Mapped[str] = mapped_column(String(10), nullable=False)
     count: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -184,7 +177,18 @@ class RequestMinute(Base):
     hist: Mapped[dict] = mapped_column(JSON, nullable=False)
 
 
-class RequestHour(Base):
+class RequestMinute(_RollupFigures, Base):
+    """Requests per minute, endpoint and method, kept longer than raw rows."""
+    __tablename__ = "ops_request_minute"
+    __table_args__ = (
+        UniqueConstraint("minute", "endpoint", "method", name="uq_request_minute"),
+        Index("ix_request_minute_endpoint", "endpoint", "minute"),
+    )
+
+    minute: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class RequestHour(_RollupFigures, Base):
     """Requests per hour, endpoint and method: `ops_request_minute` folded
     by the hour, so a day-long summary merges 24 histograms per endpoint,
     not 1,440."""
@@ -193,16 +197,7 @@ class RequestHour(Base):
         UniqueConstraint("hour", "endpoint", "method", name="uq_request_hour"),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     hour: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
-    method: Mapped[str] = mapped_column(String(10), nullable=False)
-    count: Mapped[int] = mapped_column(Integer, nullable=False)
-    errors: Mapped[int] = mapped_column(Integer, nullable=False)
-    client_errors: Mapped[int] = mapped_column(Integer, nullable=False)
-    total_ms: Mapped[float] = mapped_column(Float, nullable=False)
-    max_ms: Mapped[float] = mapped_column(Float, nullable=False)
-    hist: Mapped[dict] = mapped_column(JSON, nullable=False)
 
 
 # ----- Redis (issue 4) -------------------------------------------------------

@@ -11,12 +11,8 @@ from dash import html
 
 from dashapp.services.api_metrics import (BAD_ERROR_RATE, SLOW_MS, VERY_SLOW_MS,
                                           WARN_ERROR_RATE)
-from dashapp.ui.components import data_grid, metric_card, metric_grid
+from dashapp.ui.components import RANGE_LABELS, data_grid, metric_card, metric_grid
 
-RANGES: tuple[tuple[int, str], ...] = (
-    (15, "15 min"), (60, "1 h"), (360, "6 h"), (1440, "24 h"), (10080, "7 d"),
-    (43200, "30 d"))
-RANGE_LABELS = dict(RANGES)
 NO_DATA = "No requests recorded in this window"
 
 # AG Grid expressions (evaluated by dash-ag-grid's safe expression parser).

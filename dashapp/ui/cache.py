@@ -20,12 +20,13 @@ from dash import html
 
 from dashapp.formatting import human_bytes
 from dashapp.services.cache import ELEMENT_LIMIT, TYPES
+from dashapp.ui.components import RANGES as ALL_RANGES
 from dashapp.ui.components import data_grid, metric_card, metric_grid, unavailable_card
 
 NS_GRID = "cache-ns-grid"
 KEYS_GRID = "cache-keys-grid"
-RANGES: tuple[tuple[int, str], ...] = ((15, "15 min"), (60, "1 h"), (360, "6 h"),
-                                       (1440, "24 h"), (10080, "7 d"))
+# Up to 7 days: the Redis samples behind the Metrics tab are kept that long.
+RANGES = ALL_RANGES[:-1]
 RANGE_LABELS = dict(RANGES)
 ALL_TYPES = "all"
 TYPE_OPTIONS = [{"label": "All types", "value": ALL_TYPES}] + [

@@ -147,6 +147,22 @@ def _format_delta(delta: Any) -> tuple[str, str | None]:
 
 # ---------------------------------------------------------------- layout
 
+# Time ranges every page offers: (minutes, label), shortest first.
+RANGES: tuple[tuple[int, str], ...] = (
+    (15, "15 min"), (60, "1 h"), (360, "6 h"), (1440, "24 h"), (10080, "7 d"),
+    (43200, "30 d"))
+RANGE_LABELS = dict(RANGES)
+
+
+def range_picker(id: Id, value: int, ranges: Sequence[tuple[int, str]] = RANGES):
+    """A row of toggle buttons choosing a time window (minutes)."""
+    return dbc.RadioItems(
+        id=id, value=value,
+        options=[{"label": label, "value": minutes} for minutes, label in ranges],
+        className="btn-group btn-group-sm flex-wrap", inputClassName="btn-check",
+        labelClassName="btn btn-outline-secondary", labelCheckedClassName="active")
+
+
 def page_header(title: str, subtitle: str | None = None,
                 actions: Component | Sequence[Component] | None = None) -> html.Div:
     """The title block at the top of a page, with optional action buttons."""

@@ -13,8 +13,6 @@ from dashapp.ui.components import data_grid, panel, unavailable_card
 
 TABLE_ID = "queries-table"
 
-RANGES = [("15 minutes", 15), ("1 hour", 60), ("6 hours", 360), ("24 hours", 1440),
-          ("7 days", 10080), ("30 days", 43200)]
 
 
 def _duration_rules(threshold: float) -> dict:

@@ -11,10 +11,6 @@ from dash import html
 from dashapp.services import redis_monitor as svc
 from dashapp.ui.components import data_grid, metric_card, metric_grid
 
-RANGES: tuple[tuple[int, str], ...] = (
-    (15, "15 min"), (60, "1 h"), (360, "6 h"), (1440, "24 h"), (10080, "7 d"),
-    (43200, "30 d"))
-RANGE_LABELS = dict(RANGES)
 SAMPLE_SIZES = (1_000, 10_000, 50_000, 100_000)
 DEPTHS = (1, 2, 3)
 MIB = 1024 * 1024
@@ -82,7 +78,7 @@ def health_cards(stat: dict[str, Any], mem: dict[str, Any]) -> html.Div:
         role_text = f"{role}, {n} replica{'s' if n != 1 else ''}"
     link_down = repl["role"] == "slave" and repl.get("master_link_status") != "up"
 
-    used, maxmemory = mem["used"], mem["maxmemory"]
+    maxmemory = mem["maxmemory"]
     ratio = mem["used_of_max"]
     mem_status = ("error" if ratio is not None and ratio >= svc.MEMORY_NEAR_LIMIT
                   and mem["maxmemory_policy"] == "noeviction"
