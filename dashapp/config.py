@@ -175,10 +175,20 @@ class Settings(BaseSettings):
         path = self.instance_dir / "secret_key"
         if path.exists():
             return path.read_text().strip()
+        # Several workers may start at once: write the key to a private file,
+        # then link it into place. The link is atomic and never shows a
+        # half-written key; the workers that lose the race read the winner's.
         key = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f"secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(key)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            key = path.read_text().strip()
+        finally:
+            tmp.unlink()
         return key
 
 
