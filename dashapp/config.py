@@ -107,6 +107,21 @@ class Settings(BaseSettings):
     run_migrations: bool = Field(
         True, **_alias("OPS_RUN_MIGRATIONS"),
         description="Upgrade the store's schema at start-up.")
+    # ----- issue 5: jobs, backups, configuration files -----
+    backup_targets: str | None = Field(
+        None, **_alias("OPS_BACKUP_TARGETS"),
+        description="Databases the Backups page may back up and restore, as "
+                    "comma-separated name=url pairs (SQLAlchemy URLs; sqlite "
+                    "and postgresql), e.g. 'shop=postgresql://app@db/shop'. "
+                    "Default: the demo shop's database when the demo runs.")
+    backup_dir: Path | None = Field(
+        None, **_alias("OPS_BACKUP_DIR"),
+        description="Folder for backup files. Default: <instance>/backups.")
+    config_dir: Path | None = Field(
+        None, **_alias("OPS_CONFIG_DIR"),
+        description="The only folder the Configuration page may read or "
+                    "write. Default: <instance>/config (seeded with the "
+                    "demo's files when the demo runs).")
 
     @field_validator("admin_password")
     @classmethod
@@ -154,6 +169,16 @@ class Settings(BaseSettings):
     @property
     def demo_dir(self) -> Path:
         return self.instance_dir / "demo"
+
+    @property
+    def backups_folder(self) -> Path:
+        """OPS_BACKUP_DIR, else <instance>/backups."""
+        return Path(self.backup_dir) if self.backup_dir else self.instance_dir / "backups"
+
+    @property
+    def config_folder(self) -> Path:
+        """OPS_CONFIG_DIR, else <instance>/config."""
+        return Path(self.config_dir) if self.config_dir else self.instance_dir / "config"
 
     @property
     def monitored_database_url(self) -> str | None:

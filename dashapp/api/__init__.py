@@ -2,8 +2,8 @@
 
 Each module issue appends its blueprint here.
 """
-from dashapp.api import (audit, auth, cache, health, metrics, modules, overview,
-                         queries, redis)
+from dashapp.api import (audit, auth, backup, cache, config, health, jobs, metrics,
+                         modules, overview, queries, redis)
 
 BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp, metrics.bp,
-              queries.bp, cache.bp, redis.bp]
+              queries.bp, cache.bp, redis.bp, jobs.bp, backup.bp, config.bp]

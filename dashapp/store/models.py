@@ -236,3 +236,15 @@ class RedisSample(Base):
     expired: Mapped[int] = mapped_column(BigInteger, nullable=False)
     cache_hits: Mapped[int | None] = mapped_column(BigInteger)
     cache_misses: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# ----- background jobs (issue 5) ---------------------------------------------
+# (jobs models go here; migration 0007)
+
+
+# ----- backups (issue 5) -----------------------------------------------------
+# (backup models go here; migration 0008)
+
+
+# ----- configuration files (issue 5) -----------------------------------------
+# (config models go here; migration 0009)
