@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         parse_redis_instances(value)  # raises ValueError naming the bad pair
         return value
 
+    @field_validator("backup_targets")
+    @classmethod
+    def _backup_targets_shape(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        parse_backup_targets(value)  # raises ValueError naming the bad pair
+        return value
+
     @field_validator("database_url", "redis_url", "app_database_url")
     @classmethod
     def _url_shape(cls, value: str | None, info) -> str | None:
@@ -174,6 +182,16 @@ class Settings(BaseSettings):
     def backups_folder(self) -> Path:
         """OPS_BACKUP_DIR, else <instance>/backups."""
         return Path(self.backup_dir) if self.backup_dir else self.instance_dir / "backups"
+
+    @property
+    def backup_target_urls(self) -> dict[str, str]:
+        """OPS_BACKUP_TARGETS as {name: SQLAlchemy URL}; unset and the demo
+        on: {"shop": the demo's SQLite file}; else {}."""
+        if self.backup_targets:
+            return parse_backup_targets(self.backup_targets)
+        if self.demo:
+            return {"shop": f"sqlite:///{self.demo_dir / 'shop.db'}"}
+        return {}
 
     @property
     def config_folder(self) -> Path:
@@ -221,12 +239,10 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
-def parse_redis_instances(value: str) -> dict[str, str]:
-    """'a=redis://h:6379/0,b=redis://h2/1' -> {"a": ..., "b": ...}.
-
-    Raises ValueError naming the offending pair (never echoing a password).
-    """
-    found: dict[str, str] = {}
+def _name_url_pairs(value: str):
+    """Each (name, url) of 'a=url1,b=url2', in order; raises ValueError when a
+    pair is not name=url, a name is badly formed or given twice."""
+    seen: set[str] = set()
     for number, pair in enumerate(p.strip() for p in value.split(",")):
         if not pair:
             continue
@@ -235,12 +251,45 @@ def parse_redis_instances(value: str) -> dict[str, str]:
         if not sep or not INSTANCE_NAME.match(name):
             raise ValueError(f"pair {number + 1} must be name=url with a name of "
                              "lower-case letters, digits, - or _ (at most 32)")
+        if name in seen:
+            raise ValueError(f"the name {name!r} is given twice")
+        seen.add(name)
+        yield name, url
+
+
+def parse_redis_instances(value: str) -> dict[str, str]:
+    """'a=redis://h:6379/0,b=redis://h2/1' -> {"a": ..., "b": ...}.
+
+    Raises ValueError naming the offending pair (never echoing a password).
+    """
+    found: dict[str, str] = {}
+    for name, url in _name_url_pairs(value):
         if name == "default":
             raise ValueError("'default' is REDIS_URL's name; choose another")
-        if name in found:
-            raise ValueError(f"the name {name!r} is given twice")
         if not url.startswith(REDIS_SCHEMES):
             raise ValueError(f"{name}: the URL must start with redis://, rediss:// or unix://")
+        found[name] = url
+    return found
+
+
+def parse_backup_targets(value: str) -> dict[str, str]:
+    """'shop=sqlite:////srv/shop.db,crm=postgresql+psycopg://app@db/crm' ->
+    {name: url}. Only SQLite files and PostgreSQL. Raises ValueError naming
+    the offending pair (never echoing a password)."""
+    from sqlalchemy.engine import make_url
+    found: dict[str, str] = {}
+    for name, url in _name_url_pairs(value):
+        try:
+            parsed = make_url(url)
+        except Exception:  # noqa: BLE001 - any parse failure is a bad value
+            raise ValueError(f"{name}: not a valid SQLAlchemy database URL") from None
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            if parsed.database in (None, "", ":memory:"):
+                raise ValueError(f"{name}: a SQLite target must be a file")
+        elif backend != "postgresql" or not parsed.database:
+            raise ValueError(f"{name}: only SQLite files and PostgreSQL databases "
+                             "can be backed up")
         found[name] = url
     return found
 
@@ -266,7 +315,9 @@ def load_settings(**overrides) -> Settings:
         variable = field if field.isupper() else _variable_for(field)
         message = err.get("msg", "invalid value").removeprefix("Value error, ")
         got = err.get("input")
-        shown = "" if got is None or "PASSWORD" in variable or "SECRET" in variable \
+        # Never echo what may hold a password: secrets, and URLs (pairs of them).
+        hidden = ("PASSWORD", "SECRET", "URL", "TARGETS", "INSTANCES")
+        shown = "" if got is None or any(word in variable for word in hidden) \
             else f" (got {got!r})"
         raise SettingsError(f"{variable}: {message}{shown}") from None
 

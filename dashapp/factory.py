@@ -230,6 +230,11 @@ def _start_demo(ops: Ops) -> None:
     from dashapp.demo import DemoApp
     from dashapp.services.overview import publish_demo_stats, record_traffic_sample
     settings = ops.settings
+    if settings.config_dir is None:
+        # The demo's sample files go only into the default <instance>/config,
+        # never into a folder the user named, and only when it is empty.
+        from dashapp.demo.config_seed import seed_config_folder
+        seed_config_folder(settings.config_folder)
     demo = DemoApp(settings.demo_dir, ops.redis.client, port=settings.demo_port,
                    rps=settings.demo_rps, settings=settings)
     try:

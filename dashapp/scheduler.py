@@ -51,6 +51,15 @@ def start_scheduler(ops) -> BackgroundScheduler:
                       name="Roll up request metrics per minute")
     scheduler.add_job(purge, "interval", minutes=10, id="ops_retention",
                       name="Purge rows past their retention")
+
+    def scheduled_backups():
+        from dashapp.services import backups
+        backups.run_due_schedules(ops.store, settings)
+
+    # Every minute; each due schedule is claimed in the store, so it runs
+    # once however many console workers there are.
+    scheduler.add_job(scheduled_backups, "interval", minutes=1, id="ops_backup_schedules",
+                      name="Run due database backup schedules, then their retention")
     scheduler.start()
     atexit.register(lambda: scheduler.running and scheduler.shutdown(wait=False))
     return scheduler

@@ -107,6 +107,25 @@ def client(app):
     return app.test_client()
 
 
+# Bearer headers for one user of each role (created on first use).
+@pytest.fixture
+def admin(client, app):
+    from tests.helpers import token_for
+    return token_for(client, app)
+
+
+@pytest.fixture
+def viewer(client, app):
+    from tests.helpers import token_for
+    return token_for(client, app, "vera", "viewer-pass-1234", role="viewer")
+
+
+@pytest.fixture
+def operator(client, app):
+    from tests.helpers import token_for
+    return token_for(client, app, "otto", "operator-pass-1234", role="operator")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that need PostgreSQL itself (the `pg_url` fixture) belong to the
     PostgreSQL run: without TEST_POSTGRES_URL they are deselected, not skipped.

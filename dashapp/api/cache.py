@@ -15,7 +15,6 @@ UTF-8: use the query form for those).
 from __future__ import annotations
 
 import logging
-from functools import wraps
 from typing import Literal
 
 import redis as redis_lib
@@ -24,10 +23,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody, error,
-                                redis_handle, redis_unavailable)
+from dashapp.api.common import (AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody,
+                                current_actor, error, guarded, redis_handle,
+                                redis_unavailable)
 from dashapp.config import INSTANCE_NAME
-from dashapp.security.auth import current_principal
 from dashapp.security.roles import requires
 from dashapp.services import cache as svc
 
@@ -237,11 +236,6 @@ def _instance() -> str:
     return request.args.get("instance") or "default"
 
 
-def _actor() -> str:
-    principal = current_principal()
-    return principal.username if principal else "?"
-
-
 def _failure(exc: Exception):
     """A service error as the API's error response."""
     instance = _instance()
@@ -273,15 +267,8 @@ def _failure(exc: Exception):
     raise exc
 
 
-def _guarded(func):
-    """Redis and service errors become the API's error shape."""
-    @wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except (redis_lib.RedisError, OSError, svc.CacheError, ValueError) as exc:
-            return _failure(exc)
-    return wrapper
+# Redis and service errors become the API's error shape.
+_guarded = guarded((redis_lib.RedisError, OSError, svc.CacheError, ValueError), _failure)
 
 
 def _client(instance: str):
@@ -305,7 +292,7 @@ def _delete(instance: str, key: bytes):
     client, failure = _client(instance)
     if failure is not None:
         return failure
-    with svc.audited(_ops().store, actor=_actor(), action="cache_key_delete",
+    with svc.audited(_ops().store, actor=current_actor(), action="cache_key_delete",
                      target=svc.audit_target(instance, key),
                      details={"instance": instance}) as info:
         info["deleted"] = svc.delete_key(client, key)
@@ -316,7 +303,7 @@ def _set_ttl(instance: str, key: bytes, ttl: int | None):
     client, failure = _client(instance)
     if failure is not None:
         return failure
-    with svc.audited(_ops().store, actor=_actor(), action="cache_key_ttl",
+    with svc.audited(_ops().store, actor=current_actor(), action="cache_key_ttl",
                      target=svc.audit_target(instance, key),
                      details={"instance": instance, "ttl": ttl}) as info:
         info["ttl_now"] = svc.set_ttl(client, key, ttl)
@@ -445,7 +432,7 @@ def clear(query: InstanceQuery, body: ClearBody):
         return failure
     if body.dry_run:
         return {"instance": query.instance, **svc.count_matching(client, body.pattern)}
-    with svc.audited(_ops().store, actor=_actor(), action="cache_clear",
+    with svc.audited(_ops().store, actor=current_actor(), action="cache_clear",
                      target=f"redis:{query.instance}:{body.pattern}"[:255],
                      details={"instance": query.instance, "pattern": body.pattern}) as info:
         try:
@@ -471,11 +458,11 @@ def warm(path: NamespacePath, query: InstanceQuery):
     client, failure = _client(query.instance)
     if failure is not None:
         return failure
-    with svc.audited(_ops().store, actor=_actor(), action="cache_warm",
+    with svc.audited(_ops().store, actor=current_actor(), action="cache_warm",
                      target=f"redis:{query.instance}:{path.namespace}"[:255],
                      details={"instance": query.instance}) as info:
         result = svc.request_warm(client, _ops().settings.cache_prefix, path.namespace,
-                                  _actor())
+                                  current_actor())
         info["request_id"] = result["id"]
     return result, 202
 
@@ -491,7 +478,7 @@ def invalidate(path: NamespacePath, query: InstanceQuery):
     client, failure = _client(query.instance)
     if failure is not None:
         return failure
-    with svc.audited(_ops().store, actor=_actor(), action="cache_invalidate",
+    with svc.audited(_ops().store, actor=current_actor(), action="cache_invalidate",
                      target=f"redis:{query.instance}:{path.namespace}"[:255],
                      details={"instance": query.instance}) as info:
         result = svc.invalidate_namespace(client, _ops().settings.cache_prefix,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from flask import jsonify
 from pydantic import BaseModel, Field, ValidationError
@@ -66,3 +67,32 @@ def redis_unavailable(exc: Exception, instance: str | None = None):
     logger.warning("Redis %s unavailable: %s", name, exc)
     return error(503, "redis_unavailable",
                  f"Redis ({name}) is unavailable: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def current_actor() -> str:
+    """The signed-in caller's name for the audit trail ("?" if none)."""
+    from dashapp.security.auth import current_principal
+    principal = current_principal()
+    return principal.username if principal else "?"
+
+
+def store_unavailable(exc: Exception, where: str):
+    """503 for a console store that cannot be reached, without its URL."""
+    from dashapp.store import _short_error
+    logger.warning("%s: store unavailable: %s", where, _short_error(exc))
+    return error(503, "store_unavailable",
+                 "The console's store cannot be read right now: " + _short_error(exc))
+
+
+def guarded(catch: tuple[type[BaseException], ...], failure):
+    """A route decorator: the exceptions in `catch` become `failure(exc)`, the
+    API's error response, so a service refusal or an outage is never a 500."""
+    def decorate(func):
+        @wraps(func)
+        def wrapper(*args, **kwargs):
+            try:
+                return func(*args, **kwargs)
+            except catch as exc:
+                return failure(exc)
+        return wrapper
+    return decorate

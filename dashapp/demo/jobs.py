@@ -5,6 +5,10 @@ the "nightly" report runs every two minutes. One job, payment
 reconciliation, fails about a quarter of the time so failed runs show up.
 "Refresh product cache" runs the toolkit's ``products`` warmer with
 ``warm()``; the listing warmer has a schedule of its own (``every=``).
+"Rebuild search index" takes about half a minute, reports its progress with
+``dashapp.jobs.report_progress`` and stops when cancelled from the console
+(``dashapp.jobs.cancelled()``), so the Jobs page has live progress bars and
+a run worth cancelling.
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import sessionmaker
 
 from dashapp.cache import warm
+from dashapp.jobs import JobCancelled, cancelled, report_progress
 
 from .data import Order, OrderItem, Product, SalesReport, utcnow
 from .shop import PRODUCTS, Catalog
@@ -31,6 +36,9 @@ CLEANUP_SECONDS = 60
 RESTOCK_SECONDS = 90
 RECONCILE_SECONDS = 45
 RECONCILE_FAILURE_RATE = 0.25
+INDEX_SECONDS = 180
+INDEX_BATCHES = 50
+INDEX_BATCH_PAUSE = 0.5  # seconds: a run takes about INDEX_BATCHES * this
 ABANDONED_AFTER = timedelta(minutes=30)
 KEEP_REPORTS = 50
 RESTOCK_BELOW = 20
@@ -80,19 +88,20 @@ def cleanup(Sessions: sessionmaker) -> dict:
     """Cancel abandoned pending orders and keep only the latest reports."""
     cutoff = utcnow() - ABANDONED_AFTER
     with Sessions.begin() as session:
-        cancelled = session.execute(
+        abandoned = session.execute(
             update(Order).where(Order.status == "pending", Order.created_at < cutoff)
             .values(status="cancelled")).rowcount
+        report_progress(0.5, "abandoned orders cancelled")
         keep = select(SalesReport.id).order_by(SalesReport.id.desc()).limit(KEEP_REPORTS)
         pruned = session.execute(
             delete(SalesReport).where(SalesReport.id.not_in(keep.scalar_subquery()))
         ).rowcount
-    if cancelled or pruned:
+    if abandoned or pruned:
         logger.info("cleanup: cancelled %d abandoned orders, pruned %d old reports",
-                    cancelled, pruned)
+                    abandoned, pruned)
     else:
         logger.info("cleanup: nothing to do")
-    return {"cancelled_orders": cancelled, "pruned_reports": pruned}
+    return {"cancelled_orders": abandoned, "pruned_reports": pruned}
 
 
 def restock(Sessions: sessionmaker, catalog: Catalog | None = None) -> int:
@@ -116,12 +125,35 @@ def reconcile_payments(Sessions: sessionmaker, rng: random.Random) -> int:
     with Sessions() as session:
         paid = session.scalar(select(func.count()).select_from(Order)
                               .where(Order.status == "paid")) or 0
+    report_progress(0.5, f"comparing {paid} paid orders with the provider")
     if rng.random() < RECONCILE_FAILURE_RATE:
         logger.error("payment reconciliation failed: provider returned HTTP 502 "
                      "for batch of %d paid orders", paid)
         raise RuntimeError("payment provider returned HTTP 502")
     logger.info("payment reconciliation: %d paid orders match the provider", paid)
     return paid
+
+
+def rebuild_search_index(Sessions: sessionmaker, batches: int = INDEX_BATCHES,
+                         pause: float = INDEX_BATCH_PAUSE) -> int:
+    """Re-tokenise every product name and category in batches, reporting
+    progress; stops between batches when the console cancels the run."""
+    with Sessions() as session:
+        products = session.execute(select(Product.id, Product.name, Product.category)).all()
+    per_batch = max(1, -(-len(products) // batches))
+    terms: set[str] = set()
+    for batch in range(batches):
+        if cancelled():
+            logger.warning("search index rebuild cancelled after %d of %d batches",
+                           batch, batches)
+            raise JobCancelled(f"stopped after {batch} of {batches} batches")
+        for _id, name, category in products[batch * per_batch:(batch + 1) * per_batch]:
+            terms.update(f"{name} {category}".lower().split())
+        report_progress((batch + 1) / batches,
+                        f"batch {batch + 1} of {batches}: {len(terms):,} terms")
+        time.sleep(pause)
+    logger.info("search index rebuilt: %d terms from %d products", len(terms), len(products))
+    return len(terms)
 
 
 def create_scheduler(engine: Engine, redis_client: redis.Redis | None,
@@ -147,4 +179,7 @@ def create_scheduler(engine: Engine, redis_client: redis.Redis | None,
     scheduler.add_job(reconcile_payments, "interval", seconds=RECONCILE_SECONDS,
                       args=[Sessions, random.Random()], id="reconcile_payments",
                       name="Reconcile payments", next_run_time=now + timedelta(seconds=15))
+    scheduler.add_job(rebuild_search_index, "interval", seconds=INDEX_SECONDS, args=[Sessions],
+                      id="search_index", name="Rebuild search index",
+                      next_run_time=now + timedelta(seconds=20))
     return scheduler

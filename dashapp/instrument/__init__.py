@@ -95,6 +95,12 @@ class Monitor:
         self.engines = []
         if engine is not None:
             self.watch_engine(engine)
+        # Background jobs: listeners + job wrappers + a thread of their own
+        # (dashapp.instrument.jobs); the request path is not involved.
+        self.jobs = None
+        if scheduler is not None:
+            from dashapp.instrument.jobs import attach
+            self.jobs = attach(self.store, scheduler, self.process)
         self._thread = threading.Thread(target=self._run, name="ops-monitor-writer",
                                         daemon=True)
         self._thread.start()
@@ -305,6 +311,8 @@ class Monitor:
         try:
             self._write_pending()
             ingest(self.store)
+            if self.jobs is not None:
+                self.jobs.flush()
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             logger.warning("ops monitor: flush failed: %s", str(exc).splitlines()[0][:200])
 
@@ -321,6 +329,8 @@ class Monitor:
         self._wake.set()
         self._thread.join(timeout=5)
         self.flush()
+        if self.jobs is not None:
+            self.jobs.close()
         self.store.close()
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from flask import has_request_context, request
 
@@ -39,3 +40,21 @@ def record(store: Store, *, actor: str, action: str, outcome: str,
                                 ip=ip if ip is not None else client_ip()))
     except Exception:  # noqa: BLE001 - auditing must not crash the request
         logger.exception("could not write audit event %s/%s", action, outcome)
+
+
+@contextmanager
+def audited(store: Store, *, actor: str, action: str, target: str,
+            details: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Audit one change: success with what the caller adds to the yielded
+    dict, or failure with the error (then re-raised). Detail names avoid
+    the words the audit trail redacts ("key", "token", ...)."""
+    info = dict(details or {})
+    try:
+        yield info
+    except Exception as exc:
+        info["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        record(store, actor=actor, action=action, outcome="failure",
+               target=target, details=info)
+        raise
+    record(store, actor=actor, action=action, outcome="success",
+           target=target, details=info)

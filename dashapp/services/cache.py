@@ -20,13 +20,13 @@ import logging
 import re
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import redis as redis_lib
 
 from dashapp.cache import keys as layout
+from dashapp.security import audit
 
 logger = logging.getLogger(__name__)
 
@@ -692,23 +692,9 @@ def metrics_note(scheduler_on: bool) -> str:
 
 # ------------------------------------------------------------------ audit
 
-@contextmanager
-def audited(store, *, actor: str, action: str, target: str,
-            details: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
-    """Audit one change: success with what the caller adds to the yielded
-    dict, or failure with the error (then re-raised). Detail names avoid
-    the words the audit trail redacts ("key", "token", ...)."""
-    from dashapp.security import audit
-    info = dict(details or {})
-    try:
-        yield info
-    except Exception as exc:
-        info["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        audit.record(store, actor=actor, action=action, outcome="failure",
-                     target=target, details=info)
-        raise
-    audit.record(store, actor=actor, action=action, outcome="success",
-                 target=target, details=info)
+# One audited() for every module: success with what the caller adds to the
+# yielded dict, or failure with the error (see dashapp.security.audit).
+audited = audit.audited
 
 
 def audit_target(instance: str, key: bytes | str) -> str:

@@ -180,8 +180,53 @@ def _cached_api_figures(ops) -> dict[str, Any] | None:
     if cached is not None and now - cached[0] < API_FIGURES_TTL:
         return cached[1]
     figures = _api_figures(ops.store, ops.settings.slow_query_ms)
+    if figures is not None:
+        figures["operations"] = _operations_figures(ops)
     ops._api_figures_cache = (now, figures)
     return figures
+
+
+def _operations_figures(ops) -> dict[str, Any]:
+    """Jobs, backups and configuration changes, each None when unreadable."""
+    from datetime import datetime, timedelta, timezone
+
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dashapp.services import backups, jobs
+    from dashapp.store.models import ConfigAudit, as_utc
+    found: dict[str, Any] = {"jobs": None, "backups": None, "config": None}
+    try:
+        found["jobs"] = jobs.counts(ops.store, 1440)
+    except SQLAlchemyError as exc:
+        logger.warning("overview: job runs unreadable: %s", exc)
+    try:
+        found["backups"] = backups.target_overview(ops.store, ops.settings)
+    except (SQLAlchemyError, backups.BackupError, ValueError) as exc:
+        logger.warning("overview: backups unreadable: %s", exc)
+    try:
+        since = datetime.now(timezone.utc) - timedelta(days=1)
+        with ops.store.session() as sess:
+            last = sess.execute(select(ConfigAudit.file, ConfigAudit.actor, ConfigAudit.time)
+                                .where(ConfigAudit.kind != "baseline")
+                                .order_by(ConfigAudit.id.desc()).limit(1)).first()
+            recent = sess.scalar(select(func.count()).select_from(ConfigAudit).where(
+                ConfigAudit.kind != "baseline", ConfigAudit.time >= since))
+        found["config"] = {"changes_24h": recent or 0, "last": None if last is None else
+                           {"file": last.file, "actor": last.actor,
+                            "time": as_utc(last.time).isoformat(timespec="seconds")}}
+    except SQLAlchemyError as exc:
+        logger.warning("overview: configuration changes unreadable: %s", exc)
+    return found
+
+
+def _age(iso: str | None) -> str:
+    """'5 min ago' style age of an ISO time."""
+    from datetime import datetime, timezone
+    if not iso:
+        return "never"
+    seconds = int((datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds())
+    return f"{_duration_short(seconds)} ago" if seconds >= 60 else "just now"
 
 
 def _api_figures(store, slow_ms: float) -> dict[str, Any] | None:
@@ -201,6 +246,13 @@ def _api_figures(store, slow_ms: float) -> dict[str, Any] | None:
     except DBAPIError as exc:
         logger.warning("overview: store unreadable: %s", exc)
         return None
+
+
+def _duration_short(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, Any]:
@@ -247,21 +299,46 @@ def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, An
                      status=status, source="monitor()",
                      detail=f"{sql['distinct']} distinct · {sql['slow']} slow · "
                             f"{sql['n_plus_one']} N+1")
+    operations = (api_figures or {}).get("operations") or {}
     if module.key == "backups":
-        db = (demo or {}).get("database") or {}
-        if not db:
-            return _card(module, detail="Demo database not running")
-        return _card(module, value=human_bytes(db.get("size_bytes"), None), label="demo DB size",
-                     source="demo database")
+        targets = operations.get("backups")
+        if targets is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="Backup records are unreadable", source="backup history")
+        if not targets:
+            return _card(module, detail="No backup targets (OPS_BACKUP_TARGETS)",
+                         source="backup history")
+        late = [t["name"] for t in targets if t["stale"]]
+        never = [t["name"] for t in targets if t["newest_good_at"] is None]
+        ages = [t["newest_good_age_s"] for t in targets if t["newest_good_age_s"] is not None]
+        status = "error" if late else "warn" if never else "ok"
+        detail = (f"late: {', '.join(late)}" if late else
+                  f"never backed up: {', '.join(never)}" if never else
+                  f"{len(targets)} target{'s' if len(targets) != 1 else ''}, all on time")
+        return _card(module, value=_duration_short(min(ages)) if ages else "none",
+                     label="newest good backup", status=status, detail=detail,
+                     source="backup history")
     if module.key == "jobs":
-        jobs = (demo or {}).get("jobs")
-        if jobs is None:
-            return _card(module, detail="Demo scheduler not running")
-        upcoming = sorted((j for j in jobs if j.get("next_run_time")),
-                          key=lambda j: j["next_run_time"])
-        detail = f"next: {upcoming[0].get('name') or upcoming[0].get('id')}" if upcoming else None
-        return _card(module, value=str(len(jobs)), label="scheduled demo jobs",
-                     source="demo scheduler", detail=detail)
+        counts = operations.get("jobs")
+        if counts is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="Job runs are unreadable", source="job runs")
+        failed = counts.get("failed", 0) + counts.get("missed", 0)
+        status = "warn" if failed else "ok" if counts["scheduled"] or counts["running"] else "muted"
+        return _card(module, value=str(failed), label="failed or missed runs (24 h)",
+                     status=status, source="job runs",
+                     detail=f"{counts['running']} running · {counts['scheduled']} scheduled · "
+                            f"{counts.get('succeeded', 0)} succeeded")
+    if module.key == "config":
+        config = operations.get("config")
+        if config is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="Configuration history is unreadable", source="config history")
+        last = config["last"]
+        return _card(module, value=str(config["changes_24h"]), label="changes (24 h)",
+                     source="config history",
+                     detail=(f"last: {last['file']} by {last['actor']}, {_age(last['time'])}"
+                             if last else "No changes made from the console yet"))
     if module.key == "models":
         models = (demo or {}).get("models")
         if not models:

@@ -205,4 +205,16 @@ def apply_retention(store: Store, retention_days: int, rollup_days: int,
         "hourly_rollups": purge(store, RequestHour, now - timedelta(days=rollup_days),
                                 time_column=RequestHour.hour),
         "redis_samples": purge(store, RedisSample, now - timedelta(days=rollup_days)),
+        **_purge_jobs(store, now - timedelta(days=rollup_days), now),
     }
+
+
+def _purge_jobs(store: Store, cutoff: datetime, now: datetime) -> dict[str, int]:
+    """Job runs and commands are kept as long as roll-ups; runs and pending
+    rows of host processes that stopped are tidied first."""
+    from dashapp.services import jobs
+    from dashapp.store.models import BackgroundJob, JobCommand
+    return {**jobs.reap(store, now),
+            "job_runs": purge(store, BackgroundJob, cutoff),
+            "job_commands": purge(store, JobCommand, cutoff,
+                                  time_column=JobCommand.created_at)}

@@ -241,10 +241,210 @@ class RedisSample(Base):
 # ----- background jobs (issue 5) ---------------------------------------------
 # (jobs models go here; migration 0007)
 
+class BackgroundJob(Base):
+    """One run of a host's scheduled job (dashapp.instrument.jobs), from
+    `pending` through `running` to `succeeded`/`failed`/`cancelled`/`missed`;
+    the status changes in place. `time` is the run's latest event (scheduled,
+    started or finished), what lists sort and retention purge by. `args` are
+    redacted: never used to run anything (a retry uses the host's real ones)."""
+    __tablename__ = "ops_job_run"
+    __table_args__ = (
+        Index("ix_job_run_status_time", "status", "time"),
+        Index("ix_job_run_job_time", "job_id", "time"),
+        Index("ix_job_run_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    job_id: Mapped[str] = mapped_column(String(191), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    func: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    args: Mapped[dict | None] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False, default="schedule")
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    scheduled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    error_type: Mapped[str | None] = mapped_column(String(255))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    retry_of: Mapped[int | None] = mapped_column(BigId)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    progress: Mapped[float | None] = mapped_column(Float)
+    progress_message: Mapped[str | None] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(String(500))
+
+
+class JobSchedule(Base):
+    """What one host process's scheduler holds: one row per job, published
+    by the host every few seconds and on change (`updated_at` is its
+    heartbeat; rows of a process that stopped publishing are ignored).
+    `wrapped`: its runs go through the hook's wrapper (progress, cooperative
+    cancel); False for a job in a persistent job store (events only)."""
+    __tablename__ = "ops_job_schedule"
+    __table_args__ = (
+        UniqueConstraint("process", "job_id", name="uq_job_schedule"),
+        Index("ix_job_schedule_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    job_id: Mapped[str] = mapped_column(String(191), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    func: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    trigger: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    next_run_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    wrapped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
+class JobCommand(Base):
+    """A console -> host request (retry, cancel, pause, resume, run_now).
+    A host claims it atomically (`claimed_at IS NULL`), carries it out on its
+    live scheduler and writes the outcome; `process` set: only that host."""
+    __tablename__ = "ops_job_command"
+    __table_args__ = (
+        Index("ix_job_command_open", "claimed_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    job_id: Mapped[str] = mapped_column(String(191), nullable=False)
+    run_id: Mapped[int | None] = mapped_column(BigId)
+    process: Mapped[str | None] = mapped_column(String(96))
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(96))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    message: Mapped[str | None] = mapped_column(Text)
+    result_run_id: Mapped[int | None] = mapped_column(BigId)
+
 
 # ----- backups (issue 5) -----------------------------------------------------
 # (backup models go here; migration 0008)
 
+class BackupHistory(Base):
+    """One backup file of a monitored database: who made it, why, its
+    checksum, and the last restore drill's result. `file` is a bare name
+    inside OPS_BACKUP_DIR, never a path (see services.backups.file_path)."""
+    __tablename__ = "ops_backup"
+    __table_args__ = (
+        Index("ix_backup_target_started", "target", "started_at"),
+        Index("ix_backup_status", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), nullable=False)
+    engine: Mapped[str] = mapped_column(String(16), nullable=False)  # sqlite|postgresql
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # manual|scheduled|safety
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running|succeeded|failed|deleted
+    file: Mapped[str | None] = mapped_column(String(255))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    note: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verify_ok: Mapped[bool | None] = mapped_column(Boolean)
+    verify_message: Mapped[str | None] = mapped_column(Text)
+    verify_tables: Mapped[int | None] = mapped_column(Integer)
+    verify_rows: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class BackupRestore(Base):
+    """One restore of a backup into its target, and the safety backup taken
+    of the target just before."""
+    __tablename__ = "ops_backup_restore"
+    __table_args__ = (Index("ix_backup_restore_started", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    backup_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_backup.id", name="fk_backup_restore_backup"), nullable=False)
+    target: Mapped[str] = mapped_column(String(32), nullable=False)
+    safety_backup_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_backup.id", name="fk_backup_restore_safety"))
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running|succeeded|failed
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    note: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class BackupSchedule(Base):
+    """When a target is backed up by the console's scheduler, and how many
+    of those backups are kept. `next_run_at` is claimed with a compare-and-
+    set so one run happens even with several console workers."""
+    __tablename__ = "ops_backup_schedule"
+    __table_args__ = (UniqueConstraint("target", name="uq_backup_schedule_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    target: Mapped[str] = mapped_column(String(32), nullable=False)
+    cron: Mapped[str] = mapped_column(String(100), nullable=False)
+    keep_last: Mapped[int | None] = mapped_column(Integer)
+    keep_days: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    updated_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_backup_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class BackupLock(Base):
+    """One backup or restore per target at a time, across workers and
+    machines: a row per busy target; a stale row (past `expires_at`, its
+    holder died) may be taken over."""
+    __tablename__ = "ops_backup_lock"
+
+    target: Mapped[str] = mapped_column(String(32), primary_key=True)
+    operation: Mapped[str] = mapped_column(String(32), nullable=False)
+    holder: Mapped[str] = mapped_column(String(64), nullable=False)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
 
 # ----- configuration files (issue 5) -----------------------------------------
 # (config models go here; migration 0009)
+from sqlalchemy import LargeBinary  # noqa: E402  (kept inside this section)
+
+
+class ConfigAudit(Base):
+    """One version of a configuration file: who changed it, when and why,
+    the exact bytes after the change (rollback writes them back unchanged)
+    and the unified diff from the version before.
+
+    kind: "baseline" (the file as found on disk, recorded before the console
+    first changes it or when it was changed outside the console), "edit" or
+    "rollback". `file` is the name relative to OPS_CONFIG_DIR.
+    """
+    __tablename__ = "ops_config_change"
+    __table_args__ = (
+        Index("ix_config_change_file_id", "file", "id"),
+        Index("ix_config_change_file_version", "file", "version_after"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    file: Mapped[str] = mapped_column(String(512), nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False,
+                                           default=utcnow)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # baseline|edit|rollback
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    version_before: Mapped[str | None] = mapped_column(String(64))
+    version_after: Mapped[str] = mapped_column(String(64), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    diff: Mapped[str] = mapped_column(Text, nullable=False, default="")

@@ -14,7 +14,8 @@ from tests.browser.conftest import (PUBLIC_NAME, VIEWPORTS, PageWatch, screensho
                                     sign_in_page)
 from tests.conftest import ADMIN_PASSWORD
 
-SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries", "redis"}
+SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries", "redis", "jobs", "backups",
+                    "config"}
 
 
 def _set_theme(page, theme: str) -> None:

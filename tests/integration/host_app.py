@@ -3,6 +3,7 @@ that run it under gunicorn. Settings come from the environment."""
 from __future__ import annotations
 
 import os
+import time
 
 from flask import Flask
 from sqlalchemy import create_engine, text
@@ -21,4 +22,8 @@ mon = monitor(app, engine=engine)
 def item(item_id: int):
     with engine.connect() as conn:
         conn.execute(text("SELECT id, name FROM item WHERE id = :id"), {"id": item_id}).all()
+    # A few ms of work, so concurrent clients keep one sync worker busy and
+    # the others accept connections too (with instant replies one worker
+    # can serve them all on a loaded machine).
+    time.sleep(0.005)
     return {"id": item_id}

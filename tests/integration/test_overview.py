@@ -31,20 +31,70 @@ def test_cards_show_the_published_demo_figures(app, client, redis_client):
     assert body["console"]["demo_running"] is True
     assert cards["endpoints"]["value"] == "0"  # nothing monitored in this store yet
     assert cards["queries"]["value"] == "0"
-    assert cards["backups"]["value"] == "2.4 MiB"  # the demo's database size
     assert cards["models"]["value"] == "0.958"
-    assert cards["jobs"]["detail"] == "next: Cache refresh"
     assert cards["redis"]["status"] == "ok"
     assert all(c["issue"] for c in cards.values())
-    assert cards["endpoints"]["built"] and cards["cache"]["built"] and not cards["jobs"]["built"]
-    # A module with no live source says so instead of inventing a figure.
-    assert cards["config"]["value"] is None
+    assert cards["endpoints"]["built"] and cards["jobs"]["built"]
+    assert not cards["models"]["built"]
+    # Modules with records of their own read them, not the demo's figures.
+    assert cards["jobs"]["value"] == "0" and cards["jobs"]["source"] == "job runs"
+    assert cards["config"]["value"] == "0"
+    assert "No changes" in cards["config"]["detail"]
+    assert "No backup targets" in cards["backups"]["detail"]
 
 
-def test_without_the_demo_cards_say_it_is_not_running(app, client):
-    cards = cards_by_key(client.get("/api/overview", headers=token_for(client, app)).get_json())
-    assert cards["jobs"]["value"] is None
-    assert "not running" in cards["jobs"]["detail"]
+def test_operations_cards_show_jobs_backups_and_config_changes(tmp_path, redis_url,
+                                                               store_url, redis_client):
+    """A failed job run, a target never backed up, then backed up, and a
+    configuration change each show on their card."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    from dashapp.config import load_settings
+    from dashapp.services import backups, config_files
+    from dashapp.store.models import BackgroundJob
+    from tests.conftest import ADMIN_PASSWORD
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "app.yaml").write_text("a: 1\n")
+    settings = load_settings(
+        instance_dir=tmp_path / "instance", database_url=store_url, redis_url=redis_url,
+        demo=False, admin_password=ADMIN_PASSWORD, secret_key="k", scheduler=False,
+        backup_targets=f"app=sqlite:///{db}", config_dir=folder)
+    dash_app = create_app(settings)
+    server = dash_app.server
+    ops = server.extensions["ops"]
+    try:
+        client = server.test_client()
+        headers = token_for(client, server)
+
+        def cards():
+            ops._api_figures_cache = None  # the overview caches its figures for 4 s
+            return cards_by_key(client.get("/api/overview", headers=headers).get_json())
+        now = datetime.now(timezone.utc)
+        with ops.store.session() as sess:
+            sess.add(BackgroundJob(job_id="report", name="Report", status="failed",
+                                   process="elsewhere:1", time=now, started_at=now,
+                                   finished_at=now, error_type="RuntimeError"))
+        first = cards()
+        assert first["jobs"]["value"] == "1" and first["jobs"]["status"] == "warn"
+        assert first["backups"]["value"] == "none"
+        assert "never backed up: app" in first["backups"]["detail"]
+
+        backups.create_backup(ops.store, settings, "app", actor="admin", note="test")
+        current = config_files.read_file(folder, "app.yaml", reveal=True)["version"]
+        config_files.save_file(ops.store, folder, "app.yaml", "a: 2\n",
+                               expected_version=current, actor="admin", reason="raise a")
+        second = cards()
+        assert second["backups"]["status"] == "ok"
+        assert second["backups"]["value"].endswith(" s")  # seconds old
+        assert second["config"]["value"] == "1"
+        assert "app.yaml by admin" in second["config"]["detail"]
+    finally:
+        ops.close()
 
 
 def test_endpoints_card_shows_monitored_requests(app, client, settings, tmp_path):
