@@ -122,6 +122,17 @@ class Settings(BaseSettings):
         description="The only folder the Configuration page may read or "
                     "write. Default: <instance>/config (seeded with the "
                     "demo's files when the demo runs).")
+    # ----- issue 6: logs -----
+    log_files: str | None = Field(
+        None, **_alias("OPS_LOG_FILES"),
+        description="Log files the Logs page may read: comma-separated paths "
+                    "or globs, each inside one of OPS_LOG_DIRS. Default: the "
+                    "demo shop's log when the demo runs.")
+    log_dirs: str | None = Field(
+        None, **_alias("OPS_LOG_DIRS"),
+        description="The only folders log files may be read from, "
+                    "comma-separated. Default: the folders of OPS_LOG_FILES' "
+                    "entries (the demo's log folder when the demo runs).")
 
     @field_validator("admin_password")
     @classmethod

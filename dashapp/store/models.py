@@ -448,3 +448,15 @@ class ConfigAudit(Base):
     size: Mapped[int] = mapped_column(Integer, nullable=False)
     content: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     diff: Mapped[str] = mapped_column(Text, nullable=False, default="")
+
+
+# ----- ML models (issue 6) ---------------------------------------------------
+# (ML models go here; migration 0010)
+
+
+# ----- logs (issue 6) --------------------------------------------------------
+# (log models go here; migration 0011)
+
+
+# ----- profiler (issue 6) ----------------------------------------------------
+# (profiler models go here; migration 0012)
