@@ -566,7 +566,9 @@ def clients(client: redis_lib.Redis) -> dict[str, Any]:
         row["own"] = row["id"] == own_id
         row["age_human"] = human_duration(row["age"])
         row["idle_human"] = human_duration(row["idle"])
-    rows.sort(key=lambda r: r["id"] or 0)
+    # The console's own connection first (it cannot be killed; the rest are
+    # what an operator is looking for), then by id.
+    rows.sort(key=lambda r: (not r["own"], r["id"] or 0))
     return {"clients": rows, "count": len(rows), "own_id": own_id}
 
 

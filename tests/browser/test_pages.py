@@ -114,8 +114,8 @@ def test_sidebar_on_phone_opens_and_navigates(signed_in, console):
     link.wait_for(state="visible")
     link.click()
     page.wait_for_url(f"{console}/jobs")
-    page.wait_for_selector(".ops-page-title")
-    assert page.locator(".ops-page-title").inner_text() == "Background jobs"
+    # The URL changes before the new page's layout replaces the old one.
+    page.locator(".ops-page-title", has_text="Background jobs").wait_for()
     watch.assert_clean("phone navigation")
 
 
