@@ -133,6 +133,14 @@ class Settings(BaseSettings):
         description="The only folders log files may be read from, "
                     "comma-separated. Default: the folders of OPS_LOG_FILES' "
                     "entries (the demo's log folder when the demo runs).")
+    log_capture_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", **_alias("OPS_LOG_CAPTURE_LEVEL"),
+        description="Lowest level of the host's logging records monitor() "
+                    "captures into the store (the Logs page's 'captured' source).")
+    log_max_streams: int = Field(
+        8, **_alias("OPS_LOG_MAX_STREAMS"), ge=1, le=256,
+        description="Live log streams (SSE) one console process serves at once; "
+                    "more are refused with 429.")
 
     @field_validator("admin_password")
     @classmethod
@@ -208,6 +216,31 @@ class Settings(BaseSettings):
     def config_folder(self) -> Path:
         """OPS_CONFIG_DIR, else <instance>/config."""
         return Path(self.config_dir) if self.config_dir else self.instance_dir / "config"
+
+    @property
+    def log_file_patterns(self) -> list[str]:
+        """OPS_LOG_FILES as a list of paths/globs; unset and the demo on: the
+        demo shop's log and its rotated siblings; else []."""
+        if self.log_files:
+            return [p.strip() for p in self.log_files.split(",") if p.strip()]
+        if self.demo:
+            log = self.demo_dir / "logs" / "shop.log"
+            return [str(log), f"{log}.*"]
+        return []
+
+    @property
+    def log_folders(self) -> list[Path]:
+        """OPS_LOG_DIRS; unset: the folders of OPS_LOG_FILES' entries (the
+        part before any glob character)."""
+        if self.log_dirs:
+            return [Path(p.strip()) for p in self.log_dirs.split(",") if p.strip()]
+        folders: list[Path] = []
+        for pattern in self.log_file_patterns:
+            head = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+            folder = Path(head) if head.endswith(("/", os.sep)) else Path(head).parent
+            if folder not in folders:
+                folders.append(folder)
+        return folders
 
     @property
     def monitored_database_url(self) -> str | None:

@@ -30,15 +30,15 @@ MODULES: tuple[Module, ...] = (
     Module("redis", "Redis server", "/redis", "hdd-stack",
            "Memory, clients, keyspace, slowlog and advice.", 4, built=True),
     Module("models", "ML models", "/models", "cpu",
-           "Model metrics over time, feature importance and drift.", 6),
+           "Model metrics over time, feature importance and drift.", 6, built=True),
     Module("logs", "Logs", "/logs", "journal-text",
-           "Live log stream with filters and search.", 6),
+           "Live log stream with filters and search.", 6, built=True),
     Module("backups", "Backups", "/backups", "archive",
            "Database backups, restores and restore drills.", 5, built=True),
     Module("config", "Configuration", "/config", "sliders",
            "Edit, validate and roll back configuration files.", 5, built=True),
     Module("profiler", "Profiler", "/profiler", "stopwatch",
-           "CPU and memory profiles with hotspots.", 6),
+           "CPU and memory profiles with hotspots.", 6, built=True),
 )
 
 BY_KEY = {m.key: m for m in MODULES}

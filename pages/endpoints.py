@@ -7,6 +7,7 @@ dashapp.ui.api_metrics.
 from __future__ import annotations
 
 import logging
+import re
 
 import dash
 from dash import Input, Output, State, callback, dcc, html, no_update
@@ -63,7 +64,20 @@ def render(minutes: int) -> tuple:
             ui.error_rate_figure(perf["series"]), svc.summary_records(errors))
 
 
-def layout(**_query):
+def request_panel(request_id: str | None):
+    """?request=<id> (the Logs page links here): that request and its SQL."""
+    if not request_id or not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", request_id):
+        return None
+    try:
+        block = ui.sql_list(svc.requests_sql(_store(), request_id))
+    except DBAPIError as exc:
+        block = unavailable_card(STORE_NAME, _short_error(exc))
+    block.id = "endpoints-request-sql"
+    return panel(block, title="Request", className="mb-4",
+                 subtitle="Opened from a log line: the request's timing and the SQL it ran")
+
+
+def layout(request: str | None = None, **_query):
     minutes = DEFAULT_MINUTES
     status, cards, style, rows, latency, volume, rate, errors = render(minutes)
     picker = range_picker("endpoints-range", minutes)
@@ -84,6 +98,7 @@ def layout(**_query):
                     actions=html.Div([html.Span("Range", className="visually-hidden"),
                                       picker], role="group",
                                      **{"aria-label": "Time range"})),
+        request_panel(request),
         html.Div(status, id="endpoints-status"),
         html.Div(cards, id="endpoints-cards-wrap", className="mb-4"),
         html.Div(id="endpoints-main", style=style, className="ops-stack", children=[

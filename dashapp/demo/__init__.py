@@ -143,6 +143,9 @@ class DemoApp:
             from dashapp import monitor
             self.monitor = monitor(self.app, engine=self.engine, redis=self.redis,
                                    scheduler=self.scheduler, settings=self.settings)
+            # The models, with their evaluation data: metrics, feature
+            # importance and the drift reference (the ML models page).
+            self.models.register_with(self.monitor.ml)
 
         try:
             self._server = make_server(self.host, self.port, self.app, threaded=True,

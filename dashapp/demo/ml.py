@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterator
@@ -23,6 +24,7 @@ logger = logging.getLogger("demo.ml")
 
 RANDOM_STATE = 42
 EVAL_FRACTION = 0.25
+LABEL_DELAY = 20  # predictions before an outcome is reported back
 
 
 @dataclass
@@ -53,6 +55,15 @@ class DemoModel:
             return float(accuracy_score(self.y_eval, predicted))
         return float(r2_score(self.y_eval, predicted))
 
+    def outcome(self, features: list[float]) -> Any:
+        """The demo world's "true" outcome for these inputs (nearest eval row)."""
+        X = np.asarray(self.X_eval, dtype=float)
+        scale = X.std(axis=0) + 1e-9
+        nearest = int(np.argmin((((X - np.asarray(features, dtype=float)) / scale) ** 2)
+                                .sum(axis=1)))
+        value = self.y_eval[nearest]
+        return int(value) if self.task == "classification" else float(value)
+
     def summary(self) -> dict:
         return {"name": self.name, "version": self.version, "task": self.task,
                 "metric_name": self.metric, "metric_value": round(self.eval_score, 4),
@@ -68,6 +79,10 @@ class DemoModels:
 
     churn: DemoModel
     price: DemoModel
+    # Earlier versions, registered first so the console's history and
+    # version comparison have something to show.
+    earlier: list[DemoModel] = field(default_factory=list)
+    _pending_labels: deque = field(default_factory=deque)
 
     def __iter__(self) -> Iterator[DemoModel]:
         return iter((self.churn, self.price))
@@ -78,6 +93,24 @@ class DemoModels:
     @property
     def names(self) -> list[str]:
         return [m.name for m in self]
+
+    def register_with(self, ml) -> None:
+        """Register every version with `monitor.ml`, the oldest first."""
+        for m in [*self.earlier, *self]:
+            ml.register(m.name, m.model, version=m.version, task=m.task,
+                        X_eval=m.X_eval, y_eval=m.y_eval, feature_names=m.feature_names)
+
+    def observe(self, ml, model: DemoModel, row: list, prediction: Any,
+                latency_ms: float) -> None:
+        """Record one served prediction; its outcome "becomes known" a few
+        predictions later (`ml.label`), as real outcomes do. The demo's
+        stand-in for the outcome: the label of the nearest evaluation row."""
+        ids = ml.record(model.name, row, [prediction], latency_ms=latency_ms)
+        if ids:
+            self._pending_labels.append((ml, ids[0], model.outcome(row[0])))
+        while len(self._pending_labels) > LABEL_DELAY:
+            pending_ml, pid, outcome = self._pending_labels.popleft()
+            pending_ml.label(pid, outcome)
 
 
 def _train(name: str, version: str, task: str, estimator: Any, dataset: Any,
@@ -112,4 +145,9 @@ def train_models() -> DemoModels:
         GradientBoostingRegressor(n_estimators=150, max_depth=2, learning_rate=0.05,
                                   random_state=RANDOM_STATE),
         load_diabetes(), stratify=False)
-    return DemoModels(churn=churn, price=price)
+    earlier_churn = _train(
+        "churn", "0.9.0", "classification",
+        RandomForestClassifier(n_estimators=5, max_depth=2, random_state=RANDOM_STATE,
+                               n_jobs=1),
+        load_breast_cancer(), stratify=True)
+    return DemoModels(churn=churn, price=price, earlier=[earlier_churn])

@@ -401,9 +401,12 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
         """What a client needs to call /predict: feature names and an example row."""
         return jsonify({"models": [
             {**m.summary(), "feature_names": m.feature_names,
-             "example": [float(v) for v in m.X_eval[0]]} for m in models]})
+             "example": [float(v) for v in m.X_eval[0]],
+             "examples": [[float(v) for v in row] for row in m.X_eval[:200]]}
+            for m in models]})
 
     def _predict(name: str):
+        started = time.perf_counter()
         model = models.get(name)
         features = _feature_vector(_json_object(), model.feature_names)
         row = [features]
@@ -417,6 +420,10 @@ def create_shop_app(engine: Engine, redis_client: redis.Redis | None,
         else:
             body["prediction"] = round(float(model.model.predict(row)[0]), 3)
         logger.debug("model %s predicted %s", name, body["prediction"])
+        ops_monitor = app.extensions.get("ops_monitor")  # set by dashapp.monitor()
+        if ops_monitor is not None:
+            models.observe(ops_monitor.ml, model, row, body["prediction"],
+                           (time.perf_counter() - started) * 1000.0)
         return jsonify(body)
 
     @app.post("/predict/churn")

@@ -101,6 +101,21 @@ class Monitor:
         if scheduler is not None:
             from dashapp.instrument.jobs import attach
             self.jobs = attach(self.store, scheduler, self.process)
+        # Profiling sessions commanded from the console: a poller thread of
+        # its own; the request path is wrapped only while a session runs
+        # (dashapp.instrument.profiler).
+        from dashapp.instrument.profiler import attach as attach_profiler
+        self.profiler = attach_profiler(self.store, flask_app, self.process)
+        # Log capture: a handler on the root logger with a writer of its own
+        # (dashapp.instrument.logs); emit() only appends to a bounded deque.
+        from dashapp.instrument.logs import attach as attach_logs
+        self.logs = attach_logs(self.store, self.process,
+                                level=self.settings.log_capture_level,
+                                request_id=current_request_id)
+        # Models and predictions (`monitor.ml`): own buffer and thread
+        # (dashapp.instrument.ml); the request path is not involved.
+        from dashapp.instrument.ml import MLRecorder
+        self.ml = MLRecorder(self.store, self.process)
         self._thread = threading.Thread(target=self._run, name="ops-monitor-writer",
                                         daemon=True)
         self._thread.start()
@@ -313,6 +328,8 @@ class Monitor:
             ingest(self.store)
             if self.jobs is not None:
                 self.jobs.flush()
+            self.logs.flush()
+            self.ml.flush()
         except Exception as exc:  # noqa: BLE001 - never raise into the host
             logger.warning("ops monitor: flush failed: %s", str(exc).splitlines()[0][:200])
 
@@ -331,6 +348,10 @@ class Monitor:
         self.flush()
         if self.jobs is not None:
             self.jobs.close()
+        if self.profiler is not None:
+            self.profiler.close()
+        self.logs.close()
+        self.ml.close()
         self.store.close()
 
 

@@ -195,7 +195,12 @@ def _operations_figures(ops) -> dict[str, Any]:
 
     from dashapp.services import backups, jobs
     from dashapp.store.models import ConfigAudit, as_utc
-    found: dict[str, Any] = {"jobs": None, "backups": None, "config": None}
+    from dashapp.services import ml_metrics
+    found: dict[str, Any] = {"jobs": None, "backups": None, "config": None, "models": None}
+    try:
+        found["models"] = ml_metrics.list_models(ops.store, 1440)
+    except SQLAlchemyError as exc:
+        logger.warning("overview: ML models unreadable: %s", exc)
     try:
         found["jobs"] = jobs.counts(ops.store, 1440)
     except SQLAlchemyError as exc:
@@ -340,15 +345,23 @@ def _build_card(module, rinfo, demo, rss, cpu, api_figures=None) -> dict[str, An
                      detail=(f"last: {last['file']} by {last['actor']}, {_age(last['time'])}"
                              if last else "No changes made from the console yet"))
     if module.key == "models":
-        models = (demo or {}).get("models")
+        models = operations.get("models")
+        if models is None:
+            return _card(module, value="down", label="store", status="error",
+                         detail="Model records are unreadable", source="monitor.ml")
         if not models:
-            return _card(module, detail="Demo models not loaded")
+            return _card(module, detail="No model registered yet (monitor.ml.register)",
+                         source="monitor.ml")
         first = models[0]
-        metric = first.get("metric_name", "score")
-        value = first.get("metric_value")
+        head = first.get("headline") or {}
+        value = head.get("value")
+        predictions = sum(m["predictions"] for m in models)
         return _card(module, value=f"{value:.3f}" if isinstance(value, (int, float)) else "–",
-                     label=f"{first.get('name')} {metric}", source="demo models",
-                     detail=f"{len(models)} models")
+                     label=f"{first['name']} v{first['latest_version']} "
+                           f"{head.get('name') or 'score'}", source="monitor.ml",
+                     status="ok" if value is not None else "muted",
+                     detail=f"{len(models)} model{'s' if len(models) != 1 else ''} · "
+                            f"{predictions:,} predictions (24 h)")
     if module.key == "logs":
         log = (demo or {}).get("log") or {}
         if not log:

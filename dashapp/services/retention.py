@@ -200,12 +200,14 @@ def apply_retention(store: Store, retention_days: int, rollup_days: int,
     return {
         "requests": purge(store, RequestLog, request_cutoff) if request_cutoff else 0,
         "queries": purge(store, QueryLog, raw_cutoff),
+        "log_records": _purge_logs(store, raw_cutoff),
         "rollups": purge(store, RequestMinute, now - timedelta(days=rollup_days),
                          time_column=RequestMinute.minute),
         "hourly_rollups": purge(store, RequestHour, now - timedelta(days=rollup_days),
                                 time_column=RequestHour.hour),
         "redis_samples": purge(store, RedisSample, now - timedelta(days=rollup_days)),
         **_purge_jobs(store, now - timedelta(days=rollup_days), now),
+        "ml_predictions": _purge_ml(store, raw_cutoff),
     }
 
 
@@ -218,3 +220,16 @@ def _purge_jobs(store: Store, cutoff: datetime, now: datetime) -> dict[str, int]
             "job_runs": purge(store, BackgroundJob, cutoff),
             "job_commands": purge(store, JobCommand, cutoff,
                                   time_column=JobCommand.created_at)}
+
+
+def _purge_ml(store: Store, cutoff: datetime) -> int:
+    """Live model predictions go with the raw retention (OPS_RETENTION_DAYS);
+    model versions and their evaluations are kept."""
+    from dashapp.services.ml_metrics import purge_predictions
+    return purge_predictions(store, cutoff)
+
+
+def _purge_logs(store: Store, cutoff: datetime) -> int:
+    """Captured log records are raw rows: kept OPS_RETENTION_DAYS."""
+    from dashapp.store.models import LogRecord
+    return purge(store, LogRecord, cutoff)

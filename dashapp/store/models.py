@@ -453,10 +453,132 @@ class ConfigAudit(Base):
 # ----- ML models (issue 6) ---------------------------------------------------
 # (ML models go here; migration 0010)
 
+class MlModelVersion(Base):
+    """One version of a model the host registered (`monitor.ml.register`):
+    its task, features, classes, a bounded sample of its evaluation inputs
+    (the drift reference) and its feature importance, computed once."""
+    __tablename__ = "ops_ml_model"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_ml_model_name_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    version: Mapped[str] = mapped_column(String(64), nullable=False)
+    task: Mapped[str] = mapped_column(String(16), nullable=False)
+    estimator: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    feature_names: Mapped[list] = mapped_column(JSON, nullable=False)
+    classes: Mapped[list | None] = mapped_column(JSON)
+    eval_sample: Mapped[list | None] = mapped_column(JSON)
+    importance: Mapped[list | None] = mapped_column(JSON)
+    importance_method: Mapped[str | None] = mapped_column(String(64))
+    process: Mapped[str] = mapped_column(String(96), nullable=False, default="")
+
+
+class MlEvaluation(Base):
+    """Metrics of one model version on its evaluation data, one row per
+    registration with X_eval/y_eval (what the history chart reads)."""
+    __tablename__ = "ops_ml_evaluation"
+    __table_args__ = (Index("ix_ml_evaluation_model_time", "model_id", "time"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_ml_model.id", ondelete="CASCADE"), nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    n: Mapped[int] = mapped_column(Integer, nullable=False)
+    metrics: Mapped[dict] = mapped_column(JSON, nullable=False)
+
+
+class MlPrediction(Base):
+    """One live prediction: inputs (at most ML_MAX_FEATURES values), the
+    prediction, the label once known, latency. Purged with the raw retention."""
+    __tablename__ = "ops_ml_prediction"
+    __table_args__ = (
+        Index("ix_ml_prediction_model_time", "model_id", "time"),
+        Index("ix_ml_prediction_time", "time"),
+        Index("ix_ml_prediction_pid", "pid", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    pid: Mapped[str] = mapped_column(String(32), nullable=False)
+    model_id: Mapped[int] = mapped_column(Integer, nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    features: Mapped[list | None] = mapped_column(JSON)
+    y_pred: Mapped[str] = mapped_column(String(64), nullable=False)
+    y_true: Mapped[str | None] = mapped_column(String(64))
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+
 
 # ----- logs (issue 6) --------------------------------------------------------
 # (log models go here; migration 0011)
 
+class LogRecord(Base):
+    """One record of the host's `logging` captured by monitor() (source
+    "captured" on the Logs page); message bounded, secrets redacted."""
+    __tablename__ = "ops_log_record"
+    __table_args__ = (
+        Index("ix_log_record_time", "time"),
+        Index("ix_log_record_level_time", "levelno", "time"),
+        Index("ix_log_record_request_id", "request_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    level: Mapped[str] = mapped_column(String(16), nullable=False)
+    levelno: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    logger: Mapped[str] = mapped_column(String(255), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    extras: Mapped[dict | None] = mapped_column(JSON)
+
 
 # ----- profiler (issue 6) ----------------------------------------------------
 # (profiler models go here; migration 0012)
+
+class ProfileSession(Base):
+    """A profiling session: a console -> host command and its outcome.
+
+    status: requested (waiting for a monitored process to pick it up),
+    running, stopping (stop asked or duration elapsed; processes write their
+    parts), done, failed. Each process that takes part writes one
+    `ops_profile_part`; the service merges them."""
+    __tablename__ = "ops_profile_session"
+    __table_args__ = (Index("ix_profile_session_status", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    stop_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    interval_s: Mapped[float] = mapped_column(Float, nullable=False)
+    endpoint: Mapped[str | None] = mapped_column(String(255))
+    memory: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    stopped_by: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProfilePart(Base):
+    """One process's contribution to a session: its merged call tree,
+    memory statistics and counters (status running while it profiles)."""
+    __tablename__ = "ops_profile_part"
+    __table_args__ = (UniqueConstraint("session_id", "process",
+                                       name="uq_profile_part_session_process"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_profile_session.id", ondelete="CASCADE"), nullable=False)
+    process: Mapped[str] = mapped_column(String(96), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # running|done|failed
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    requests: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    samples: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    profiled_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    overhead_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    tree: Mapped[dict | None] = mapped_column(JSON)
+    memory: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)

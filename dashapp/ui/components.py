@@ -428,6 +428,17 @@ def chart(id: Id, figure: go.Figure | dict | None = None, *, height: int = 320,
 
 # ------------------------------------------------------- modals & toasts
 
+def empty_message(fig: go.Figure, message: str) -> go.Figure:
+    """`fig` with no axes and `message` in its middle: what a chart shows
+    when there is nothing to draw (yet)."""
+    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper",
+                       x=0.5, y=0.5)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return fig
+
+
 def modal(id: Id, title: Any, body: Any, footer: Any = None, size: str = "md", *,
           is_open: bool = False) -> dbc.Modal:
     """A centred modal; open/close it with ``Output(id, "is_open")``.

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from dash import html
 
 from dashapp.services import redis_monitor as svc
-from dashapp.ui.components import data_grid, metric_card, metric_grid
+from dashapp.ui.components import data_grid, empty_message, metric_card, metric_grid
 
 SAMPLE_SIZES = (1_000, 10_000, 50_000, 100_000)
 DEPTHS = (1, 2, 3)
@@ -55,13 +55,7 @@ def _figure() -> go.Figure:
     return go.Figure(layout={"template": "ops_light"})
 
 
-def _empty(fig: go.Figure, message: str) -> go.Figure:
-    fig.add_annotation(text=message, showarrow=False, xref="paper", yref="paper",
-                       x=0.5, y=0.5)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    return fig
+_empty = empty_message
 
 
 # ------------------------------------------------------------------ health

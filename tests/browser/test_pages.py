@@ -15,7 +15,7 @@ from tests.browser.conftest import (PUBLIC_NAME, VIEWPORTS, PageWatch, screensho
 from tests.conftest import ADMIN_PASSWORD
 
 SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries", "redis", "jobs", "backups",
-                    "config"}
+                    "config", "models", "logs", "profiler"}
 
 
 def _set_theme(page, theme: str) -> None:

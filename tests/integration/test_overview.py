@@ -31,11 +31,11 @@ def test_cards_show_the_published_demo_figures(app, client, redis_client):
     assert body["console"]["demo_running"] is True
     assert cards["endpoints"]["value"] == "0"  # nothing monitored in this store yet
     assert cards["queries"]["value"] == "0"
-    assert cards["models"]["value"] == "0.958"
+    assert "No model registered" in cards["models"]["detail"]
     assert cards["redis"]["status"] == "ok"
     assert all(c["issue"] for c in cards.values())
     assert cards["endpoints"]["built"] and cards["jobs"]["built"]
-    assert not cards["models"]["built"]
+    assert cards["models"]["built"]  # issue 6 built the ML models page
     # Modules with records of their own read them, not the demo's figures.
     assert cards["jobs"]["value"] == "0" and cards["jobs"]["source"] == "job runs"
     assert cards["config"]["value"] == "0"
@@ -88,7 +88,24 @@ def test_operations_cards_show_jobs_backups_and_config_changes(tmp_path, redis_u
         current = config_files.read_file(folder, "app.yaml", reveal=True)["version"]
         config_files.save_file(ops.store, folder, "app.yaml", "a: 2\n",
                                expected_version=current, actor="admin", reason="raise a")
+        # A registered model and its headline metric.
+        from flask import Flask
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+
+        from dashapp import monitor
+        X, y = load_iris(return_X_y=True)
+        model = LogisticRegression(max_iter=500).fit(X, y)
+        mon = monitor(Flask("host"), settings=settings)
+        mon.ml.register("iris", model, version="1", task="classification",
+                        X_eval=X, y_eval=y)
+        mon.ml.record("iris", X[:5], model.predict(X[:5]))
+        mon.flush()
+        mon.close()
         second = cards()
+        assert second["models"]["value"] == f"{model.score(X, y):.3f}"
+        assert second["models"]["label"] == "iris v1 accuracy"
+        assert "5 predictions" in second["models"]["detail"]
         assert second["backups"]["status"] == "ok"
         assert second["backups"]["value"].endswith(" s")  # seconds old
         assert second["config"]["value"] == "1"
