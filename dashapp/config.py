@@ -141,12 +141,92 @@ class Settings(BaseSettings):
         8, **_alias("OPS_LOG_MAX_STREAMS"), ge=1, le=256,
         description="Live log streams (SSE) one console process serves at once; "
                     "more are refused with 429.")
+    # ----- issue 7: hardening, alerting, reports, deployment -----
+    workers: int = Field(
+        1, **_alias("OPS_WORKERS"), ge=1, le=64,
+        description="Worker processes gunicorn starts (gunicorn.conf.py reads "
+                    "it). In production, more than one needs a PostgreSQL store.")
+    trusted_proxies: int = Field(
+        0, **_alias("OPS_TRUSTED_PROXIES"), ge=0, le=5,
+        description="Reverse proxies in front of the console whose "
+                    "X-Forwarded-For/-Proto/-Host headers are trusted: 1 behind "
+                    "one nginx, 0 when browsers connect directly.")
+    rate_limit_enabled: bool = Field(
+        True, **_alias("OPS_RATE_LIMIT_ENABLED"),
+        description="Apply the rate limits below (kept in Redis, shared by "
+                    "every worker).")
+    rate_limit_default: str = Field(
+        "1200/minute", **_alias("OPS_RATE_LIMIT_DEFAULT"), max_length=200,
+        description="Requests one user may make (signed out: one IP address), "
+                    "in Flask-Limiter notation; several limits separated by ';', "
+                    "e.g. '1200/minute;20000/hour'.")
+    rate_limit_ip: str = Field(
+        "3000/minute", **_alias("OPS_RATE_LIMIT_IP"), max_length=200,
+        description="Requests one IP address may make, whoever is signed in.")
+    rate_limit_login: str = Field(
+        "10/minute", **_alias("OPS_RATE_LIMIT_LOGIN"), max_length=200,
+        description="Sign-in attempts and API token creations per IP address.")
+    rate_limit_sensitive: str = Field(
+        "30/minute", **_alias("OPS_RATE_LIMIT_SENSITIVE"), max_length=200,
+        description="EXPLAIN, backups and restores, and profiler starts per user.")
+    sentry_dsn: str | None = Field(
+        None, **_alias("SENTRY_DSN"),
+        description="Report errors of the console and of monitor()-instrumented "
+                    "hosts to Sentry (sentry-sdk). Unset: nothing is sent.")
+    metrics_token: str | None = Field(
+        None, **_alias("OPS_METRICS_TOKEN"), min_length=16, max_length=256,
+        description="Bearer token Prometheus sends to scrape GET /metrics. An "
+                    "API token of any user works too; unset, only those do.")
+    alert_interval: int = Field(
+        60, **_alias("OPS_ALERT_INTERVAL"), ge=10, le=3600,
+        description="Seconds between evaluations of the alert rules.")
+    report_dir: Path | None = Field(
+        None, **_alias("OPS_REPORT_DIR"),
+        description="Folder scheduled reports are written to. Default: "
+                    "<instance>/reports.")
+    report_schedule: str | None = Field(
+        None, **_alias("OPS_REPORT_SCHEDULE"), max_length=100,
+        description="When to write a scheduled report, as a crontab line in "
+                    "UTC, e.g. '0 7 * * *'. Unset: no scheduled report.")
+    report_format: Literal["html", "zip"] = Field(
+        "html", **_alias("OPS_REPORT_FORMAT"),
+        description="Format of scheduled reports: one HTML file or a ZIP of "
+                    "CSV tables and PNG charts.")
+    chromium_path: Path | None = Field(
+        None, **_alias("OPS_CHROMIUM_PATH"),
+        description="Chromium used by kaleido to render charts as PNG. "
+                    "Default: /usr/bin/chromium (or chromium on PATH).")
 
     @field_validator("admin_password")
     @classmethod
     def _password_strength(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 8:
             raise ValueError("must be at least 8 characters long")
+        return value
+
+    @field_validator("rate_limit_default", "rate_limit_ip", "rate_limit_login",
+                     "rate_limit_sensitive")
+    @classmethod
+    def _rate_limit_shape(cls, value: str) -> str:
+        from limits import parse_many
+        try:
+            if not parse_many(value):
+                raise ValueError
+        except ValueError:
+            raise ValueError("must be limits such as '10/minute' or "
+                             "'100 per hour;1000 per day'") from None
+        return value
+
+    @field_validator("report_schedule")
+    @classmethod
+    def _crontab_shape(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"must be a crontab line such as '0 7 * * *' ({exc})") from None
         return value
 
     @field_validator("redis_instances")
@@ -216,6 +296,23 @@ class Settings(BaseSettings):
     def config_folder(self) -> Path:
         """OPS_CONFIG_DIR, else <instance>/config."""
         return Path(self.config_dir) if self.config_dir else self.instance_dir / "config"
+
+    @property
+    def reports_folder(self) -> Path:
+        """OPS_REPORT_DIR, else <instance>/reports."""
+        return Path(self.report_dir) if self.report_dir else self.instance_dir / "reports"
+
+    @property
+    def chromium(self) -> str | None:
+        """The Chromium kaleido should drive, or None when there is none."""
+        import shutil
+        if self.chromium_path:
+            return str(self.chromium_path)
+        for candidate in ("/usr/bin/chromium", "chromium", "chromium-browser"):
+            found = shutil.which(candidate)
+            if found:
+                return found
+        return None
 
     @property
     def log_file_patterns(self) -> list[str]:
@@ -360,7 +457,7 @@ def load_settings(**overrides) -> Settings:
         message = err.get("msg", "invalid value").removeprefix("Value error, ")
         got = err.get("input")
         # Never echo what may hold a password: secrets, and URLs (pairs of them).
-        hidden = ("PASSWORD", "SECRET", "URL", "TARGETS", "INSTANCES")
+        hidden = ("PASSWORD", "SECRET", "URL", "TARGETS", "INSTANCES", "TOKEN", "DSN")
         shown = "" if got is None or any(word in variable for word in hidden) \
             else f" (got {got!r})"
         raise SettingsError(f"{variable}: {message}{shown}") from None

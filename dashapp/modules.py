@@ -14,6 +14,7 @@ class Module:
     summary: str      # one line: what the page is for
     issue: int | None  # the issue that builds it (None: built by the foundation)
     built: bool = False
+    role: str = "viewer"  # the least role that sees the page in the sidebar
 
 
 MODULES: tuple[Module, ...] = (
@@ -41,4 +42,18 @@ MODULES: tuple[Module, ...] = (
            "CPU and memory profiles with hotspots.", 6, built=True),
 )
 
-BY_KEY = {m.key: m for m in MODULES}
+# Pages around the modules (issue 7): shown in the sidebar's "Administration"
+# group to the roles allowed, never as overview cards.
+ADMIN_MODULES: tuple[Module, ...] = (
+    Module("alerts", "Alerts", "/alerts", "bell",
+           "Alert rules, firing and resolved alerts, webhook deliveries.", 7,
+           built=True),
+    Module("audit", "Audit trail", "/audit", "shield-check",
+           "Who did what, when, from where; filters and CSV export.", 7,
+           built=True, role="admin"),
+    Module("users", "Users", "/users", "people",
+           "Accounts, roles, password resets and API tokens.", 7,
+           built=True, role="admin"),
+)
+
+BY_KEY = {m.key: m for m in MODULES + ADMIN_MODULES}

@@ -60,6 +60,23 @@ def start_scheduler(ops) -> BackgroundScheduler:
     # once however many console workers there are.
     scheduler.add_job(scheduled_backups, "interval", minutes=1, id="ops_backup_schedules",
                       name="Run due database backup schedules, then their retention")
+    def evaluate_alerts():
+        from dashapp.services import alerts
+        alerts.evaluate(ops)
+
+    scheduler.add_job(evaluate_alerts, "interval", seconds=settings.alert_interval,
+                      id="ops_alerts", name="Evaluate alert rules, deliver webhooks")
+
+    if settings.report_schedule:
+        from apscheduler.triggers.cron import CronTrigger
+
+        def scheduled_report():
+            from dashapp.services import reports
+            reports.write_scheduled(ops)
+
+        scheduler.add_job(scheduled_report,
+                          CronTrigger.from_crontab(settings.report_schedule, timezone="UTC"),
+                          id="ops_report", name="Write the scheduled report")
     scheduler.start()
     atexit.register(lambda: scheduler.running and scheduler.shutdown(wait=False))
     return scheduler

@@ -2,9 +2,10 @@
 
 Each module issue appends its blueprint here.
 """
-from dashapp.api import (audit, auth, backup, cache, config, health, jobs, logs, metrics,
-                         ml, modules, overview, profiler, queries, redis)
+from dashapp.api import (alerts, audit, auth, backup, cache, config, health, jobs, logs,
+                         metrics, ml, modules, overview, profiler, queries, redis,
+                         reports, users)
 
 BLUEPRINTS = [health.bp, auth.bp, audit.bp, overview.bp, modules.bp, metrics.bp,
               queries.bp, cache.bp, redis.bp, jobs.bp, backup.bp, config.bp,
-               ml.bp, logs.bp, profiler.bp]
+               ml.bp, logs.bp, profiler.bp, users.bp, alerts.bp, reports.bp]

@@ -582,3 +582,6 @@ class ProfilePart(Base):
     tree: Mapped[dict | None] = mapped_column(JSON)
     memory: Mapped[dict | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# ----- alerts (issue 7) -------------------------------------------------------

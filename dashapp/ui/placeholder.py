@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dash import html
 
-from dashapp.modules import BY_KEY, MODULES
+from dashapp.modules import ADMIN_MODULES, BY_KEY, MODULES
 from dashapp.ui.components import not_built_card, page_header
 
 
@@ -15,7 +15,7 @@ def page_options(key: str) -> dict:
     """The `dash.register_page` keyword arguments for module `key`."""
     module = BY_KEY[key]
     return {"path": module.path, "title": f"{module.title} · Ops Console",
-            "name": module.title, "order": MODULES.index(module)}
+            "name": module.title, "order": (MODULES + ADMIN_MODULES).index(module)}
 
 
 def placeholder_layout(key: str) -> html.Div:

@@ -29,7 +29,7 @@ import dash_bootstrap_components as dbc
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 from dash.development.base_component import Component
 
-from dashapp.modules import MODULES, Module
+from dashapp.modules import ADMIN_MODULES, MODULES, Module
 from dashapp.ui.components import toast_container
 from dashapp.ui.theme import templates_json
 
@@ -119,7 +119,18 @@ def _nav_link(module: Module) -> dbc.NavLink:
     )
 
 
-def _sidebar() -> html.Aside:
+def _admin_nav(role: str | None) -> list:
+    """The "Administration" group: only the pages the role may open."""
+    from dashapp.security.roles import role_allows
+    allowed = [m for m in ADMIN_MODULES if role and role_allows(role, m.role)]
+    if not allowed:
+        return []
+    return [html.Div("Administration", className="ops-sidebar__section"),
+            html.Nav([_nav_link(m) for m in allowed], className="ops-nav nav",
+                     **{"aria-label": "Administration"})]
+
+
+def _sidebar(role: str | None = None) -> html.Aside:
     return html.Aside([
         html.Div([
             dcc.Link([
@@ -134,6 +145,7 @@ def _sidebar() -> html.Aside:
         html.Div("Modules", className="ops-sidebar__section"),
         html.Nav([_nav_link(m) for m in MODULES], className="ops-nav nav",
                  **{"aria-label": "Modules"}),
+        *_admin_nav(role),
         html.Div(
             html.Button([
                 html.I(className="bi bi-chevron-double-left", **{"aria-hidden": "true"}),
@@ -191,8 +203,8 @@ def _topbar(username: str | None, role: str | None) -> html.Header:
 def _title_entries() -> list[list[str]]:
     """[href, title] for the top bar: every module, then any other
     registered page (login, detail pages) under its page name."""
-    entries = [[_href(m.path), m.title] for m in MODULES]
-    known = {m.path for m in MODULES}
+    entries = [[_href(m.path), m.title] for m in MODULES + ADMIN_MODULES]
+    known = {m.path for m in MODULES + ADMIN_MODULES}
     for page in dash.page_registry.values():
         path = page.get("path")
         if path and path not in known and not page.get("path_template"):
@@ -210,7 +222,7 @@ def build_shell(page_container: Component, *, username: str | None,
         dcc.Location(id=LOCATION, refresh=False),
         dcc.Store(id=NAV_MAP, data=nav),
         html.Div(id=CHART_TEMPLATES, hidden=True, **{"data-templates": _templates_json()}),
-        _sidebar(),
+        _sidebar(role),
         html.Div(id=BACKDROP, n_clicks=0, className="ops-backdrop"),
         html.Div([
             _topbar(username, role),
