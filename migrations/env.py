@@ -8,6 +8,16 @@ config = context.config
 target_metadata = Base.metadata
 
 
+def _url() -> str:
+    """`alembic -x url=...`, else the console's own store (OPS_DATABASE_URL,
+    else the SQLite file in OPS_INSTANCE_DIR), as the console itself uses."""
+    given = context.get_x_argument(as_dictionary=True).get("url")
+    if given:
+        return given
+    from dashapp.config import load_settings
+    return load_settings().store_url
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
@@ -16,7 +26,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(_url())
     with engine.connect() as conn:
         context.configure(connection=conn, target_metadata=target_metadata,
                           render_as_batch=True)
@@ -25,7 +35,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=config.get_main_option("sqlalchemy.url"),
+    context.configure(url=_url(),
                       target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
