@@ -15,6 +15,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from dashapp.services import api_metrics as svc
+from dashapp.services.memo import shared
 from dashapp.store import _short_error
 from dashapp.ui import api_metrics as ui
 from dashapp.ui.components import (RANGE_LABELS, chart, modal, page_header, panel, range_picker,
@@ -28,6 +29,7 @@ dash.register_page(__name__, **page_options("endpoints"))
 REFRESH_MS = 10_000
 DEFAULT_MINUTES = 60
 ERRORS_LIMIT = 200
+SHARED_SECONDS = 2.0  # figures shared by every viewer of a window (refresh: 5 s)
 SLOW_LIMIT = 20
 STORE_NAME = "The console's store"
 
@@ -47,11 +49,14 @@ def _minutes(value) -> int:
 def render(minutes: int) -> tuple:
     """(status, cards, main style, grid rows, 3 figures, error rows) for a window."""
     store = _store()
+
+    def figures():
+        return (svc.endpoint_summary(store, minutes), svc.performance(store, minutes),
+                svc.monitor_health(store), svc.recent_errors(store, minutes, ERRORS_LIMIT))
     try:
-        summary = svc.endpoint_summary(store, minutes)
-        perf = svc.performance(store, minutes)
-        health = svc.monitor_health(store)
-        errors = svc.recent_errors(store, minutes, ERRORS_LIMIT)
+        # Everyone watching this window shares one computation per refresh.
+        summary, perf, health, errors = shared(store, ("endpoints", minutes),
+                                               SHARED_SECONDS, figures)
     except DBAPIError as exc:
         logger.warning("API metrics page: store unavailable: %s", _short_error(exc))
         status = unavailable_card(STORE_NAME, _short_error(exc))

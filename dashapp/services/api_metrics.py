@@ -149,7 +149,8 @@ def _series(rows: list, start: datetime, end: datetime, bucket: int) -> pd.DataF
     first = int(start.timestamp()) // bucket * bucket
     last = int(end.timestamp()) // bucket * bucket
     starts = np.arange(first, last + bucket, bucket)
-    df = pd.DataFrame(rows, columns=["time", "status", "duration_ms"])
+    # plain tuples: pandas builds a frame from Row objects several times slower
+    df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "status", "duration_ms"])
     if len(df):
         df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
     else:

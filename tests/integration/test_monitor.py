@@ -156,6 +156,13 @@ class TcpProxy:
 
     def down(self):
         self._alive = False
+        # Closing a listening socket does not wake a thread blocked in
+        # accept() on it (the next connection would still be let through);
+        # shutdown() does.
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
         for conn in self._conns:
             try:
