@@ -50,6 +50,8 @@ THEME_TOGGLE = "shell-theme-toggle"
 PAGE_TITLE = "shell-page-title"
 CONTENT = "shell-content"
 CHART_TEMPLATES = "shell-chart-templates"
+EXPORT = "shell-export"
+EXPORT_MENU = "shell-export-menu"
 
 
 _INDEX_TEMPLATE = """<!DOCTYPE html>
@@ -178,6 +180,39 @@ def _user_area(username: str | None, role: str | None) -> list:
     ]
 
 
+def _export_control(username: str | None) -> list:
+    """The top bar's "Export" menu: the page's current view as one ZIP (CSV +
+    PNG) or one HTML report. Plain buttons; ``assets/50-export.js`` opens
+    the menu, collects the view and posts it to /api/reports/export."""
+    if not username:
+        return []
+    item = "ops-export__item"
+    return [html.Div([
+        html.Button([
+            html.I(className="bi bi-box-arrow-down", **{"aria-hidden": "true"}),
+            html.Span("Export", className="ops-export__label"),
+        ], id=EXPORT, type="button",
+            className="btn btn-sm btn-outline-secondary ops-export__toggle",
+            title="Export this page", **{"aria-haspopup": "menu", "aria-expanded": "false",
+                                         "aria-controls": EXPORT_MENU}),
+        html.Div([
+            html.Button([
+                html.I(className="bi bi-file-earmark-zip", **{"aria-hidden": "true"}),
+                html.Span([html.Span("ZIP (CSV + PNG)", className="ops-export__name"),
+                           html.Span("CSV tables, PNG charts, a cover",
+                                     className="ops-export__hint")]),
+            ], type="button", className=item, role="menuitem", **{"data-format": "zip"}),
+            html.Button([
+                html.I(className="bi bi-file-earmark-richtext", **{"aria-hidden": "true"}),
+                html.Span([html.Span("HTML report", className="ops-export__name"),
+                           html.Span("One file to share or print",
+                                     className="ops-export__hint")]),
+            ], type="button", className=item, role="menuitem", **{"data-format": "html"}),
+        ], id=EXPORT_MENU, className="ops-export__menu", role="menu", hidden=True,
+            **{"aria-label": "Export this page"}),
+    ], className="ops-export")]
+
+
 def _topbar(username: str | None, role: str | None) -> html.Header:
     return html.Header([
         html.Button(html.I(className="bi bi-list"), id=NAV_OPEN, n_clicks=0, type="button",
@@ -190,6 +225,7 @@ def _topbar(username: str | None, role: str | None) -> html.Header:
         ], className="ops-crumbs"),
         html.Div(className="ops-topbar__spacer"),
         html.Div([
+            *_export_control(username),
             html.Button([
                 html.I(className="bi bi-moon-stars ops-theme-icon-light", **{"aria-hidden": "true"}),
                 html.I(className="bi bi-sun ops-theme-icon-dark", **{"aria-hidden": "true"}),
