@@ -166,7 +166,21 @@ def overview(ops) -> dict[str, Any]:
             "demo_running": demo is not None,
         },
         "cards": cards,
+        "alerts": _alerts_summary(ops) if store["ok"] else None,
     }
+
+
+def _alerts_summary(ops) -> dict[str, Any] | None:
+    """Firing alerts and those resolved in the last 24 h (issue 7); None
+    when the store cannot be read."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dashapp.services import alerts
+    try:
+        return alerts.summary(ops.store)
+    except SQLAlchemyError as exc:
+        logger.warning("overview: alerts unreadable: %s", exc)
+        return None
 
 
 API_FIGURES_TTL = 4.0  # seconds: every open overview polls every 5 s

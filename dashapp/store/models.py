@@ -584,4 +584,135 @@ class ProfilePart(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+# ----- Prometheus totals (issue 7) --------------------------------------------
+
+# Upper bounds (ms) of the latency buckets /metrics exposes; +Inf is `count`.
+LATENCY_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class RequestTotal(Base):
+    """Requests since the store was created, per endpoint, method and status
+    class, with a latency histogram: counted when `ingest()` expands a batch
+    (in the same transaction, so exactly once) and never purged, so
+    GET /metrics serves counters that only go up, as Prometheus expects."""
+    __tablename__ = "ops_request_total"
+    __table_args__ = (
+        UniqueConstraint("endpoint", "method", "status_class", name="uq_request_total"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(255), nullable=False)
+    method: Mapped[str] = mapped_column(String(10), nullable=False)
+    status_class: Mapped[str] = mapped_column(String(3), nullable=False)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sum_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    le_5: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_10: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_25: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_50: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_100: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_250: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_500: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_1000: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_2500: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_5000: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    le_10000: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
 # ----- alerts (issue 7) -------------------------------------------------------
+# (alert models go here; migration 0013)
+
+class AlertRule(Base):
+    """A threshold on one figure the console already measures, e.g. "p95 of
+    GET /checkout above 800 ms for 5 minutes". The evaluation state lives on
+    the rule: `state` ok|pending|firing, `pending_since` (when the figure
+    first crossed the threshold in this run of breaches) and
+    `current_event_id` (the open firing event). State changes and edits are
+    compare-and-set UPDATEs on `version`, so several workers never open two
+    events for one episode.
+    `webhook_url` may hold credentials: it is only ever shown masked."""
+    __tablename__ = "ops_alert_rule"
+    __table_args__ = (UniqueConstraint("name", name="uq_alert_rule_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    comparison: Mapped[str] = mapped_column(String(2), nullable=False)  # > >= < <=
+    threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    for_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    window_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False, default="warning")
+    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="ok")
+    pending_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_event_id: Mapped[int | None] = mapped_column(Integer)
+    last_value: Mapped[float | None] = mapped_column(Float)
+    last_evaluated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_message: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class AlertEvent(Base):
+    """One episode of a rule firing: opened when the figure stayed past the
+    threshold for the rule's minutes, resolved when it came back. Rule name,
+    kind and target are copied so the history survives the rule's deletion."""
+    __tablename__ = "ops_alert_event"
+    __table_args__ = (
+        Index("ix_alert_event_state_started", "state", "started_at"),
+        Index("ix_alert_event_rule_started", "rule_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_alert_rule.id", name="fk_alert_event_rule", ondelete="SET NULL"))
+    rule_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    target: Mapped[str] = mapped_column(String(255), nullable=False, default="")
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    comparison: Mapped[str] = mapped_column(String(2), nullable=False)
+    threshold: Mapped[float] = mapped_column(Float, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # firing|resolved
+    value: Mapped[float | None] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_value: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(String(500), nullable=False, default="")
+
+
+class AlertDelivery(Base):
+    """One attempt to POST an alert (or a test payload) to a webhook: the
+    masked URL, the HTTP status or error, and the outcome (delivered, retry
+    — another attempt follows —, failed)."""
+    __tablename__ = "ops_alert_delivery"
+    __table_args__ = (Index("ix_alert_delivery_time", "time"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    event_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ops_alert_event.id", name="fk_alert_delivery_event", ondelete="CASCADE"))
+    rule_id: Mapped[int | None] = mapped_column(Integer)
+    rule_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # firing|resolved|test
+    url: Mapped[str] = mapped_column(String(500), nullable=False)  # masked
+    attempt: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    time: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+class AlertRound(Base):
+    """One scheduled evaluation round, claimed by the first console worker
+    that inserts its slot (a time floored to OPS_ALERT_INTERVAL): the others
+    get an IntegrityError and skip the round."""
+    __tablename__ = "ops_alert_round"
+
+    slot: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(96), nullable=False)
+    claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
