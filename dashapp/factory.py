@@ -137,6 +137,11 @@ def _register_api(server: OpenAPI) -> None:
 
     @server.errorhandler(Exception)
     def unhandled(exc: Exception):
+        if isinstance(exc, KeyError) and request.path.endswith("/_dash-update-component"):
+            # A request for a callback this console does not have (a stale
+            # tab after an upgrade, or a hand-made request): not our error.
+            return error(400, "unknown_callback",
+                         "This page is out of date; reload it.")
         logger.exception("unhandled error on %s %s", request.method, request.path)
         if is_api():
             return error(500, "internal_error",
@@ -163,10 +168,26 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     from dashapp.security.views import bp as auth_views
 
     settings = settings or load_settings(**overrides)
+    problems = settings.production_problems()
+    if problems:
+        raise StartupError("OPS_ENV=production refuses to start: " + "; ".join(problems))
     settings.ensure_instance()
+    from dashapp.observability import init_sentry
+    init_sentry(settings.sentry_dsn, component="console", environment=settings.env)
     store = _open_store(settings)
-    redis = RedisHandle(settings.redis_url, settings.instance_dir)
     users = UserService(store)
+    if settings.env == "production" and settings.admin_password is None:
+        try:
+            exists = users.by_name(settings.admin_user) is not None
+        except Exception:  # noqa: BLE001 - reported by ensure_admin below
+            exists = True
+        if not exists:
+            store.close()
+            raise StartupError(
+                "OPS_ENV=production refuses to start: OPS_ADMIN_PASSWORD: set the "
+                f"password of the first admin ({settings.admin_user}); a generated "
+                "one would only be printed to the logs")
+    redis = RedisHandle(settings.redis_url, settings.instance_dir)
     try:
         generated = users.ensure_admin(settings.admin_user, settings.admin_password)
     except Exception as exc:  # noqa: BLE001
@@ -199,9 +220,14 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
                            for name, url in settings.extra_redis.items()})
     server.extensions["ops"] = ops
 
+    # The limiter first: it counts a request before the guard may refuse it.
+    from dashapp.security.limits import init_limits
+    init_limits(server, settings, redis.client)
     init_auth(server, users)
     server.register_blueprint(auth_views)
     _register_api(server)
+    from dashapp.observability import init_metrics
+    init_metrics(server)
 
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(PAGES_DIR),
@@ -213,6 +239,10 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     # The theme boot script in <head>: no flash of the wrong theme on load.
     app.index_string = index_string(app.get_asset_url("00-theme-boot.js"))
     app.layout = _layout
+    from dashapp.security.web import init_web_security
+    from dashapp.webassets import init_assets
+    init_web_security(server, app, settings)
+    init_assets(server, ASSETS_DIR)
     if settings.demo:
         _start_demo(ops)
     if settings.scheduler:

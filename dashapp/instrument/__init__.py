@@ -67,6 +67,10 @@ class Monitor:
         from dashapp.store import Store
 
         self.settings = settings or load_settings()
+        if self.settings.sentry_dsn:
+            from dashapp.observability import init_sentry
+            init_sentry(self.settings.sentry_dsn, component="host",
+                        environment=self.settings.env)
         self.app = flask_app
         self.redis = redis
         self.scheduler = scheduler

@@ -216,8 +216,8 @@ def _guard():
     path = request.path
     is_api = path == "/api" or path.startswith("/api/")
     if not is_api:
-        if path.startswith(PUBLIC_PREFIXES):
-            return None
+        if path.startswith(PUBLIC_PREFIXES) or path == "/metrics":
+            return None  # /metrics checks its own bearer token
         if current_principal() is not None:
             return None
         if path.startswith("/_dash-") or request.method != "GET":

@@ -36,7 +36,7 @@ def _csrf_token() -> str:
     return token
 
 
-def _render(error: str | None = None, username: str = "", status: int = 200):
+def render_login(error: str | None = None, username: str = "", status: int = 200):
     ops = current_app.extensions["ops"]
     return render_template(
         "login.html", error=error, username=username, csrf_token=_csrf_token(),
@@ -49,7 +49,7 @@ def login():
     if request.method == "GET":
         if current_principal() is not None:
             return redirect(_safe_next(request.args.get("next")))
-        return _render()
+        return render_login()
 
     ops = current_app.extensions["ops"]
     username = (request.form.get("username") or "").strip()[:64]
@@ -57,19 +57,19 @@ def login():
     sent = request.form.get("csrf_token") or ""
     expected = session.get("ops_login_csrf") or ""
     if not expected or not hmac.compare_digest(sent, expected):
-        return _render("Your sign-in form expired. Please try again.", username, 400)
+        return render_login("Your sign-in form expired. Please try again.", username, 400)
     if not username or not password:
-        return _render("Enter your username and password.", username, 400)
+        return render_login("Enter your username and password.", username, 400)
     try:
         user = ops.users.authenticate(username, password)
     except Exception:  # noqa: BLE001 - store down: say so, don't crash
         logger.exception("sign-in failed: store unavailable")
-        return _render("The console's database is unavailable; try again shortly.",
+        return render_login("The console's database is unavailable; try again shortly.",
                        username, 503)
     if user is None:
         audit.record(ops.store, actor=username, action="login", outcome="failure",
                      details={"reason": "bad credentials"})
-        return _render("Wrong username or password.", username, 401)
+        return render_login("Wrong username or password.", username, 401)
     session.clear()  # a fresh session on sign-in (no fixation)
     login_user(Principal.of(user))
     audit.record(ops.store, actor=user.username, action="login", outcome="success")

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 
 from dashapp.store import Store
-from dashapp.store.models import IngestBatch
+from dashapp.store.models import LATENCY_BUCKETS_MS, IngestBatch, RequestTotal
 
 logger = logging.getLogger(__name__)
 
@@ -100,12 +100,55 @@ def ingest(store: Store, *, batches: int = 20, max_rounds: int = 500) -> int:
                 queries += q
             if requests:
                 conn.exec_driver_sql(req_sql, requests)
+                add_totals(conn, requests)
             if queries:
                 conn.exec_driver_sql(query_sql, queries)
         written += len(requests) + len(queries)
         if len(claimed) < batches:
             break
     return written
+
+
+def _totals(requests: list) -> dict[tuple[str, str, str], list]:
+    """{(endpoint, method, "2xx"): [count, sum_ms, per-bucket counts...]}."""
+    from bisect import bisect_left
+    found: dict[tuple[str, str, str], list] = {}
+    nb = len(LATENCY_BUCKETS_MS)
+    for row in requests:
+        key = (row[1], row[2], f"{row[3] // 100}xx")
+        acc = found.get(key)
+        if acc is None:
+            acc = found[key] = [0, 0.0] + [0] * nb
+        duration = row[4]
+        acc[0] += 1
+        acc[1] += duration
+        slot = bisect_left(LATENCY_BUCKETS_MS, duration)
+        if slot < nb:
+            acc[2 + slot] += 1
+    return found
+
+
+def add_totals(conn, requests: list) -> None:
+    """Add expanded requests to `ops_request_total` (the /metrics counters),
+    in the caller's transaction: counted exactly once, with the rows."""
+    totals = _totals(requests)
+    if not totals:
+        return
+    t = RequestTotal.__table__
+    bucket_cols = [f"le_{b}" for b in LATENCY_BUCKETS_MS]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"endpoint": e, "method": m, "status_class": c, "count": acc[0],
+             "sum_ms": acc[1], **dict(zip(bucket_cols, acc[2:]))}
+            for (e, m, c), acc in sorted(totals.items())]
+    stmt = insert(t)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["endpoint", "method", "status_class"],
+        set_={name: t.c[name] + stmt.excluded[name]
+              for name in ("count", "sum_ms", *bucket_cols)})
+    conn.execute(stmt, rows)
 
 
 def pending(store: Store) -> int:

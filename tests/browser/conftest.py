@@ -114,6 +114,23 @@ def browser():
         chromium.close()
 
 
+def wait_js(page, expression: str, arg=None, timeout: float = 30000) -> None:
+    """Wait until the JavaScript `expression` (or function of `arg`) is truthy.
+
+    Playwright's wait_for_function polls through an eval that the console's
+    Content-Security-Policy (no 'unsafe-eval') refuses, so this polls with
+    page.evaluate, which the policy does not cover."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        value = page.evaluate(expression, arg) if arg is not None else \
+            page.evaluate(expression)
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(100)
+
+
 class PageWatch:
     """What went wrong in the browser while a test drove a page."""
 

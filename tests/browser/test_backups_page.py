@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from tests.browser.conftest import sign_in_page
+from tests.browser.conftest import sign_in_page, wait_js
 
 
 def _api(page, base: str, path: str) -> dict:
@@ -37,7 +37,7 @@ def test_create_list_restore_with_typed_name_and_schedule(browser, console):
         assert "succeeded" in row.inner_text() and "manual" in row.inner_text()
         made = _api(page, console, "/api/backup/list")["backups"][0]
         assert made["note"] == "before the browser test" and made["created_by"] == "admin"
-        page.wait_for_function(
+        wait_js(page, 
             "!document.querySelector('#backups-card-shop').innerText.includes('never')")
 
         # Open it; the restore dialog will not restore until the name is typed.
@@ -68,7 +68,7 @@ def test_create_list_restore_with_typed_name_and_schedule(browser, console):
         page.wait_for_selector("#backups-cron-error")
         assert "61" in page.inner_text("#backups-cron-error")
         page.fill("#backups-sched-cron", "15 4 * * *")
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#backups-next-runs')?.innerText.includes('04:15 UTC')")
         page.click("#backups-sched-save")
         page.locator(".ops-toast", has_text="Schedule of shop saved").wait_for()

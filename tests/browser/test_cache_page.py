@@ -11,7 +11,7 @@ import pytest
 import redis as redis_lib
 
 from dashapp.cache import keys as layout
-from tests.browser.conftest import running_console, sign_in_page
+from tests.browser.conftest import running_console, sign_in_page, wait_js
 from tests.conftest import PrivateRedis
 
 N_ITEMS = 260
@@ -145,7 +145,7 @@ def test_cache_page_search_page_inspect_and_clear(browser, cache_console):
         _wait_info(page, "all 1 matching key loaded")
         page.locator("#cache-keys-grid .ag-row [col-id='display']").first.click()
         page.wait_for_selector("#cache-key-text")
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#cache-key-name').innerText === 'shop:item:7'")
         assert json.loads(page.inner_text("#cache-key-text")) == {"id": 7, "name": "item 7"}
         assert "JSON" in page.inner_text("#cache-key-format")
@@ -161,7 +161,7 @@ def test_cache_page_search_page_inspect_and_clear(browser, cache_console):
         page.press("#cache-pattern", "Enter")
         _wait_info(page, "all 1 matching key loaded")
         page.locator("#cache-keys-grid .ag-row [col-id='display']").first.click()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#cache-key-name')?.innerText === 'shop:queue'")
         assert "job 4" in page.inner_text("#cache-key-items")
         page.click("#cache-key-delete-open")

@@ -20,7 +20,7 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from tests.browser import components_app as capp
-from tests.browser.conftest import PageWatch
+from tests.browser.conftest import PageWatch, wait_js
 
 OUTSIDE = re.compile(r"^(https?|wss?)://(?!127\.0\.0\.1[:/])")
 GRID = f"#{capp.GRID}"
@@ -318,17 +318,17 @@ def test_dark_mode_rethemes_chart_and_grid(gallery_page):
     assert paper["light"] != paper["dark"]
     page = gallery_page.page
     assert gallery_page.theme() == "light"
-    page.wait_for_function(f"{CHART_BG} === '{paper['light']}'")
+    wait_js(page, f"{CHART_BG} === '{paper['light']}'")
     grid_light = page.evaluate(GRID_BG)
     assert grid_light == _rgb(PALETTES["light"]["surface"])
 
     page.click("#shell-theme-toggle")
-    page.wait_for_function(f"{CHART_BG} === '{paper['dark']}'")
-    page.wait_for_function(f"{GRID_BG} !== '{grid_light}'")
+    wait_js(page, f"{CHART_BG} === '{paper['dark']}'")
+    wait_js(page, f"{GRID_BG} !== '{grid_light}'")
     assert gallery_page.theme() == "dark"
     assert page.evaluate(GRID_BG) == _rgb(PALETTES["dark"]["surface"])
 
     page.click("#shell-theme-toggle")
-    page.wait_for_function(f"{CHART_BG} === '{paper['light']}'")
-    page.wait_for_function(f"{GRID_BG} === '{grid_light}'")
+    wait_js(page, f"{CHART_BG} === '{paper['light']}'")
+    wait_js(page, f"{GRID_BG} === '{grid_light}'")
     gallery_page.watch.assert_clean("theme")

@@ -9,7 +9,7 @@ import hashlib
 
 import pytest
 
-from tests.browser.conftest import running_console, sign_in_page
+from tests.browser.conftest import running_console, sign_in_page, wait_js
 
 SHOP = """\
 # Demo shop settings
@@ -85,7 +85,7 @@ def test_edit_validate_save_history_and_rollback(browser, config_console):
         page.keyboard.type("60")
         page.wait_for_selector("#config-dirty")
         page.fill("#config-reason", "more items per cart")
-        page.wait_for_function("!document.querySelector('#config-save').disabled")
+        wait_js(page, "!document.querySelector('#config-save').disabled")
         page.click("#config-save")
         page.locator(".ops-toast", has_text="Saved shop.yaml").wait_for()
         saved = folder.joinpath("shop.yaml").read_text()
@@ -94,7 +94,7 @@ def test_edit_validate_save_history_and_rollback(browser, config_console):
         # The history: the edit (current) above the baseline, with its diff.
         entries = page.locator("#config-history .config-change")
         entries.first.wait_for()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelectorAll('#config-history .config-change').length === 2")
         newest = entries.nth(0)
         assert "more items per cart" in newest.inner_text()
@@ -112,10 +112,10 @@ def test_edit_validate_save_history_and_rollback(browser, config_console):
         page.locator(".ops-toast", has_text="Rolled shop.yaml back").wait_for()
         assert hashlib.sha256(folder.joinpath("shop.yaml").read_bytes()).hexdigest() == \
             hashlib.sha256(SHOP.encode()).hexdigest()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelectorAll('#config-history .config-change').length === 3")
         assert "Rollback" in entries.nth(0).inner_text()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#config-editor').innerText.includes('max_cart_items: 50')")
 
         # Unsaved edits are not dropped silently: opening another file asks
@@ -136,7 +136,7 @@ def test_edit_validate_save_history_and_rollback(browser, config_console):
 
         # Another file from the browser: TOML, its own mode.
         page.locator(".config-file", has_text="worker.toml").click()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#config-editor').getAttribute('data-config-file')"
             " === 'worker.toml'")
         assert page.locator("#config-editor .cm-number").first.inner_text() == "4"

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.browser.conftest import running_console, sign_in_page
+from tests.browser.conftest import running_console, sign_in_page, wait_js
 
 START = datetime.now(timezone.utc) - timedelta(minutes=5)
 
@@ -52,7 +52,7 @@ def test_live_stream_search_pause_link_and_export(browser, logs_console):
             if "/api/logs/stream" in r.url else None)
     try:
         page.goto(f"{base}/logs")
-        page.wait_for_function("document.querySelectorAll('#logs-view .ops-log-row')"
+        wait_js(page, "document.querySelectorAll('#logs-view .ops-log-row')"
                                ".length >= 32")
         assert "eventsource" in streams                      # SSE, not polling
         assert re.match(r"Live · \d+ lines", page.inner_text("#logs-live-status"))
@@ -68,7 +68,7 @@ def test_live_stream_search_pause_link_and_export(browser, logs_console):
         page.fill("#logs-search", "declined|timeout")
         page.check("#logs-regex input")
         page.press("#logs-search", "Enter")
-        page.wait_for_function(
+        wait_js(page, 
             "(() => { const r = document.querySelectorAll('#logs-view .ops-log-row');"
             " return r.length === 2 && [...r].every(x => x.querySelector('mark')); })()")
         marks = page.locator("#logs-view mark").all_inner_texts()
@@ -77,7 +77,7 @@ def test_live_stream_search_pause_link_and_export(browser, logs_console):
         # pause holds new lines back; resuming shows them
         page.check("#logs-paused input")
         _append(path, _line(41, "ERROR", "declined while paused"))
-        page.wait_for_function("document.getElementById('logs-live-status')"
+        wait_js(page, "document.getElementById('logs-live-status')"
                                ".textContent.includes('1 new')")
         assert _rows(page).filter(has_text="declined while paused").count() == 0
         page.uncheck("#logs-paused input")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from tests.browser.conftest import sign_in_page
+from tests.browser.conftest import sign_in_page, wait_js
 from tests.conftest import ADMIN_PASSWORD
 
 
@@ -59,7 +59,7 @@ def test_models_page_metrics_charts_comparison_and_regressor(browser, console):
         page.select_option("#models-model", "churn")
         page.wait_for_selector("#models-confusion .main-svg")
         page.locator("label", has_text="Live labels").click()
-        page.wait_for_function(
+        wait_js(page, 
             "document.querySelector('#models-card-accuracy .ops-metric__footnote')"
             "?.innerText.includes('labelled live') || "
             "document.querySelector('#models-notice')?.innerText.includes('labelled')")

@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from dashapp.modules import MODULES
+from dashapp.modules import ADMIN_MODULES, MODULES
 from tests.browser.conftest import (PUBLIC_NAME, VIEWPORTS, PageWatch, screenshot_dir,
-                                    sign_in_page)
+                                    sign_in_page, wait_js)
 from tests.conftest import ADMIN_PASSWORD
 
 SCREENSHOT_PAGES = {"overview", "cache", "endpoints", "queries", "redis", "jobs", "backups",
-                    "config", "models", "logs", "profiler"}
+                    "config", "models", "logs", "profiler", "alerts"}
 
 
 def _set_theme(page, theme: str) -> None:
@@ -62,7 +62,7 @@ def test_every_page_renders_cleanly(signed_in, console, theme, viewport, tmp_pat
     if os.environ.get("OPS_UPDATE_SCREENSHOTS") == "1":
         # Let the demo's traffic chart gather a few minutes' worth of points.
         page.wait_for_timeout(20000)
-    for module in MODULES:
+    for module in MODULES + ADMIN_MODULES:
         page.goto(f"{console}{module.path}")
         page.wait_for_selector(".ops-page-title")
         title = page.locator(".ops-page-title").first.inner_text()
@@ -133,7 +133,7 @@ def test_dark_mode_rethemes_charts(signed_in, console):
     js = "document.querySelector('#overview-traffic .js-plotly-plot')._fullLayout.paper_bgcolor"
 
     def colour_becomes(theme):
-        page.wait_for_function(f"{js} === '{expected[theme]}'", timeout=5000)
+        wait_js(page, f"{js} === '{expected[theme]}'", timeout=5000)
         return True
     assert colour_becomes("light")
     _set_theme(page, "dark")

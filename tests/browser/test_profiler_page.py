@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.browser.conftest import wait_js
 from tests.browser.test_pages import _set_theme
 
 
 def _wait_text(page, selector: str, text: str, timeout: float = 20_000) -> None:
-    page.wait_for_function(
+    wait_js(page, 
         "([s, t]) => { const e = document.querySelector(s); return e && e.innerText.includes(t); }",
         arg=[selector, text], timeout=timeout)
 

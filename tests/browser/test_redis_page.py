@@ -13,7 +13,7 @@ import re
 import pytest
 import redis as redis_lib
 
-from tests.browser.conftest import VIEWPORTS, free_port, running_console, screenshot_dir
+from tests.browser.conftest import VIEWPORTS, free_port, running_console, screenshot_dir, wait_js
 from tests.conftest import PrivateRedis
 
 N_INVENTORY = 120
@@ -125,7 +125,7 @@ def test_switch_instance_kill_a_client_and_reset_the_slowlog(signed_in, console,
         row = page.locator(f'#redis-clients .ag-row[row-id="{victim_id}"]').first
         row.locator("[col-id='addr']").click()
         kill = page.locator("#redis-kill-open")
-        page.wait_for_function("!document.querySelector('#redis-kill-open').disabled")
+        wait_js(page, "!document.querySelector('#redis-kill-open').disabled")
         assert f"client {victim_id}" in page.inner_text("#redis-kill-selected")
         kill.click()
         dialog = page.locator(".modal.show")

@@ -35,7 +35,7 @@ def test_console_scheduler_runs_rollups_and_retention(settings, redis_client):
         assert ops.scheduler.running
         assert {j.id for j in ops.scheduler.get_jobs()} == {"ops_rollup", "ops_retention",
                                                           "ops_redis_sample", "ops_ingest",
-                                                          "ops_backup_schedules"}
+                                                          "ops_backup_schedules", "ops_alerts"}
     finally:
         ops.close()
     assert not ops.scheduler.running

@@ -14,7 +14,7 @@ import plotly.io as pio
 import pytest
 from dash import dcc
 
-from dashapp.modules import BY_KEY, MODULES
+from dashapp.modules import ADMIN_MODULES, BY_KEY, MODULES
 from dashapp.ui import components as ui
 from dashapp.ui import shell, theme
 
@@ -269,8 +269,14 @@ def test_shell_has_every_module_user_and_toasts():
     tree = shell.build_shell(dash.html.Div("page", id="content"), username="alice",
                              role="operator")
     links = [c for c in walk(tree) if type(c).__name__ == "NavLink"]
-    assert [link.href for link in links] == [m.path for m in MODULES]
-    assert [text_of(link).split(" Soon")[0] for link in links] == [m.title for m in MODULES]
+    # an operator sees every module, then the administration pages open to
+    # operators (Alerts), never the admin-only ones (Audit trail, Users)
+    visible = list(MODULES) + [m for m in ADMIN_MODULES if m.role != "admin"]
+    assert [link.href for link in links] == [m.path for m in visible]
+    assert [text_of(link).split(" Soon")[0] for link in links] == [m.title for m in visible]
+    admin_tree = shell.build_shell(dash.html.Div(), username="root", role="admin")
+    admin_links = [c.href for c in walk(admin_tree) if type(c).__name__ == "NavLink"]
+    assert admin_links == [m.path for m in MODULES + ADMIN_MODULES]
     text = text_of(tree)
     assert "alice" in text and "operator" in text and "Sign out" in text
     signout = [c for c in walk(tree) if getattr(c, "href", None) == "/logout"]
