@@ -512,6 +512,10 @@ def configure_logging(level: str = "INFO") -> None:
     # once built, on the Logs page). The terminal shows its warnings only.
     for handler in logging.getLogger().handlers:
         handler.addFilter(_quiet_demo)
+    # A periodic job still running when its next turn comes (ingest every 2 s
+    # on a busy store) is skipped by design; APScheduler warns each time.
+    logging.getLogger("apscheduler.scheduler").addFilter(
+        lambda record: "maximum number of running instances" not in record.getMessage())
 
 
 def _quiet_demo(record: logging.LogRecord) -> bool:
