@@ -109,6 +109,12 @@ def _register_api(server: OpenAPI) -> None:
 
     for bp in BLUEPRINTS:
         server.register_api(bp)
+    # Every /api URL that no API route has is a 404 whatever the method (the
+    # pages' catch-all would otherwise make it a 405).
+    from werkzeug.exceptions import MethodNotAllowed
+
+    from dashapp.api.common import unmatched_api_method
+    server.register_error_handler(MethodNotAllowed, unmatched_api_method)
 
     @server.get("/api/openapi.json", doc_ui=False)
     @requires("viewer")
@@ -200,7 +206,7 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
         info=Info(title="Ops Console API", version=_version(),
                   description="Every page of the console reads the same services "
                               "these routes call. Authenticate with a session "
-                              "cookie or 'Authorization: Bearer <token>' "
+                              "cookie or `Authorization: Bearer <token>` "
                               "from POST /api/auth/token."),
         security_schemes={
             "bearer": {"type": "http", "scheme": "bearer"},

@@ -74,8 +74,18 @@ class AuditEventOut(BaseModel):
 
 class AuditList(BaseModel):
     """The JSON page; with format=csv the 200 is a text/csv download."""
-    model_config = ConfigDict(openapi_extra={"content": {
-        "text/csv": {"schema": {"type": "string"}}}})
+    model_config = ConfigDict(
+        openapi_extra={"content": {"text/csv": {"schema": {"type": "string"}}}},
+        json_schema_extra={"example": {
+            "events": [{"id": 412, "time": "2026-11-26T21:14:03.512000+00:00",
+                        "actor": "alice", "action": "cache_clear", "target": "cache:shop:*",
+                        "outcome": "success", "ip": "10.0.4.17",
+                        "details": {"deleted": 128, "dry_run": False}},
+                       {"id": 411, "time": "2026-11-26T21:12:40.101000+00:00",
+                        "actor": "bob", "action": "permission_denied",
+                        "target": "POST /api/backup/create", "outcome": "denied",
+                        "ip": "10.0.4.22", "details": {"required": "admin", "role": "viewer"}}],
+            "has_more": True, "next_before_id": 411}})
 
     events: list[AuditEventOut]
     has_more: bool = Field(description="More events match beyond this page")

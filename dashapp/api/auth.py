@@ -5,7 +5,8 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
-from dashapp.api.common import AUTH_ERRORS, SECURITY, ErrorBody, error
+from dashapp.api.common import (INPUT_ERRORS, MAX_ID, SECURITY, ErrorBody, error,
+                                example, tidy_docs)
 from dashapp.security import audit
 from dashapp.security.auth import current_principal
 from dashapp.security.roles import public, requires
@@ -15,6 +16,10 @@ bp = APIBlueprint("api_auth", __name__, url_prefix="/api/auth",
 
 
 class TokenRequest(BaseModel):
+    model_config = example({'username': 'admin',
+                            'password': 'correct-horse-battery',
+                            'name': 'ci-deploy',
+                            'expires_in_days': 30})
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
     name: str = Field("", max_length=100, description="A label for the token")
@@ -23,6 +28,9 @@ class TokenRequest(BaseModel):
 
 
 class TokenResponse(BaseModel):
+    model_config = example({'expires_at': '2026-12-26T22:35:04.767180+00:00',
+                            'id': 2,
+                            'token': 'ops_3Jx9...example...kQ'})
     token: str = Field(description="Send as 'Authorization: Bearer <token>'. "
                                    "Shown once; only its hash is stored.")
     id: int
@@ -30,17 +38,19 @@ class TokenResponse(BaseModel):
 
 
 class MeResponse(BaseModel):
+    model_config = example({'role': 'admin', 'username': 'admin', 'via': 'token'})
     username: str
     role: str
     via: str
 
 
 class RevokeResponse(BaseModel):
+    model_config = example({'revoked': 2})
     revoked: int
 
 
 class TokenPath(BaseModel):
-    token_id: int = Field(ge=1)
+    token_id: int = Field(ge=1, le=MAX_ID, description="The token's id")
 
 
 def _ops():
@@ -66,7 +76,7 @@ def create_token(body: TokenRequest):
 
 
 @bp.delete("/token/<int:token_id>", responses={200: RevokeResponse, 404: ErrorBody,
-                                                 **AUTH_ERRORS}, security=SECURITY)
+                                                 **INPUT_ERRORS}, security=SECURITY)
 @requires("viewer")
 def revoke_token(path: TokenPath):
     """Revoke one of your tokens (admins may revoke anyone's)."""
@@ -85,9 +95,12 @@ def revoke_token(path: TokenPath):
     return {"revoked": path.token_id}
 
 
-@bp.get("/me", responses={200: MeResponse, **AUTH_ERRORS}, security=SECURITY)
+@bp.get("/me", responses={200: MeResponse, **INPUT_ERRORS}, security=SECURITY)
 @requires("viewer")
 def me():
     """The caller's username and role."""
     p = current_principal()
     return {"username": p.username, "role": p.role, "via": p.via}
+
+
+tidy_docs(bp)

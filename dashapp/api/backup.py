@@ -18,8 +18,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody, current_actor,
-                                error, guarded, store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, MAX_ID, SECURITY, ErrorBody,
+                                current_actor, error, example, file_response, guarded,
+                                store_unavailable, tidy_docs)
 from dashapp.config import INSTANCE_NAME
 from dashapp.security.roles import requires
 from dashapp.services import backups as svc
@@ -39,7 +40,7 @@ NOTE = Field("", max_length=500, description="Why: kept with the record and in t
 # ------------------------------------------------------------------ models
 
 class BackupPath(BaseModel):
-    backup_id: int = Field(ge=1, description="The backup's id")
+    backup_id: int = Field(ge=1, le=MAX_ID, description="The backup's id")
 
 
 class ListQuery(BaseModel):
@@ -48,7 +49,7 @@ class ListQuery(BaseModel):
         None, description="Only this status (default: every status but deleted)")
     kind: Literal["manual", "scheduled", "safety"] | None = None
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_ID, description="Skip this many (newest first)")
 
 
 class RestoresQuery(BaseModel):
@@ -57,17 +58,24 @@ class RestoresQuery(BaseModel):
 
 
 class CreateBody(BaseModel):
+    model_config = example({'target': 'shop', 'note': 'Before the 2.4 upgrade'})
     target: str = TARGET
     note: str = NOTE
 
 
 class RestoreBody(BaseModel):
+    model_config = example({'confirm': 'shop', 'note': 'Undo the bad migration of 26 Nov'})
     confirm: str = Field(max_length=32, description="The target's name, typed: a restore "
                                                     "replaces its whole content")
     note: str = NOTE
 
 
 class ScheduleBody(BaseModel):
+    model_config = example({'target': 'shop',
+                            'cron': '0 3 * * *',
+                            'keep_last': 14,
+                            'keep_days': None,
+                            'enabled': True})
     target: str = TARGET
     cron: str = Field(min_length=1, max_length=100,
                       description="5-field crontab expression in UTC, e.g. '0 3 * * *'")
@@ -87,6 +95,25 @@ class Verify(BaseModel):
 
 
 class BackupResponse(BaseModel):
+    model_config = example({'age_s': 0,
+                            'created_by': 'admin',
+                            'deleted_at': None,
+                            'deleted_by': None,
+                            'duration_ms': 222,
+                            'engine': 'sqlite',
+                            'error': None,
+                            'file': 'shop-20261126T223453Z-1-manual.sqlite.gz',
+                            'finished_at': '2026-11-26T22:34:53.676472+00:00',
+                            'id': 1,
+                            'kind': 'manual',
+                            'note': 'Before the 2.4 upgrade',
+                            'restores': [],
+                            'sha256': '24684eae5d5250be757a52238c1e0c5eec7804a2ebde191cfde7787c68795499',
+                            'size': 283966,
+                            'started_at': '2026-11-26T22:34:53.453616+00:00',
+                            'status': 'succeeded',
+                            'target': 'shop',
+                            'verify': None})
     id: int
     target: str
     engine: str
@@ -109,6 +136,7 @@ class BackupResponse(BaseModel):
 
 
 class BackupsResponse(BaseModel):
+    model_config = example({'backups': [], 'limit': 100, 'offset': 0, 'total': 0})
     backups: list[BackupResponse]
     total: int
     limit: int
@@ -116,6 +144,17 @@ class BackupsResponse(BaseModel):
 
 
 class RestoreResponse(BaseModel):
+    model_config = example({'backup_id': 1,
+                            'duration_ms': 389,
+                            'error': None,
+                            'finished_at': '2026-11-26T22:34:57.373569+00:00',
+                            'id': 1,
+                            'note': 'Undo the bad migration',
+                            'requested_by': 'admin',
+                            'safety_backup_id': 2,
+                            'started_at': '2026-11-26T22:34:56.984058+00:00',
+                            'status': 'succeeded',
+                            'target': 'shop'})
     id: int
     backup_id: int
     target: str
@@ -131,10 +170,17 @@ class RestoreResponse(BaseModel):
 
 
 class RestoresResponse(BaseModel):
+    model_config = example({'restores': []})
     restores: list[RestoreResponse]
 
 
 class VerifyResponse(BaseModel):
+    model_config = example({'id': 1,
+                            'message': 'Restored into a scratch database: integrity check passed, 5 '
+                                       'tables, 12,589 rows.',
+                            'ok': True,
+                            'rows': 12589,
+                            'tables': 5})
     id: int
     ok: bool
     message: str
@@ -143,6 +189,16 @@ class VerifyResponse(BaseModel):
 
 
 class ScheduleResponse(BaseModel):
+    model_config = example({'cron': '0 3 * * *',
+                            'enabled': True,
+                            'keep_days': None,
+                            'keep_last': 14,
+                            'last_backup_id': None,
+                            'last_run_at': None,
+                            'next_runs': ['2026-11-27T03:00:00+00:00'],
+                            'target': 'shop',
+                            'updated_at': '2026-11-26T22:34:56.962604+00:00',
+                            'updated_by': 'admin'})
     target: str
     cron: str
     keep_last: int | None
@@ -156,10 +212,21 @@ class ScheduleResponse(BaseModel):
 
 
 class SchedulesResponse(BaseModel):
+    model_config = example({'schedules': []})
     schedules: list[ScheduleResponse]
 
 
 class TargetsResponse(BaseModel):
+    model_config = example({'targets': [{'due_at': None,
+                                         'engine': 'sqlite',
+                                         'location': '/tmp/h4capfhbmoolm/instance/demo/shop.db',
+                                         'name': 'shop',
+                                         'newest_good_age_s': None,
+                                         'newest_good_at': None,
+                                         'schedule': None,
+                                         'stale': False,
+                                         'tools_ok': True}],
+                            'tools': {'pg_dump': True, 'pg_restore': True}})
     targets: list[dict] = Field(description="name, engine, location (no credentials), "
                                             "tools_ok, schedule, newest_good_at, "
                                             "newest_good_age_s, stale, due_at")
@@ -198,7 +265,7 @@ def _audit(action: str, target: str, **details):
 
 # ------------------------------------------------------------------ routes
 
-@bp.get("/targets", responses={200: TargetsResponse, **AUTH_ERRORS, 503: ErrorBody},
+@bp.get("/targets", responses={200: TargetsResponse, **INPUT_ERRORS, 503: ErrorBody},
         security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -278,7 +345,12 @@ def get_backup(path: BackupPath):
     return svc.get_backup(_ops().store, path.backup_id)
 
 
-@bp.get("/<int:backup_id>/download", responses={**ERRORS, 409: ErrorBody},
+@bp.get("/<int:backup_id>/download", responses={
+    200: file_response("The backup file", "application/octet-stream", binary=True),
+    206: file_response("The requested byte range", "application/octet-stream",
+                       binary=True),
+    304: {"description": "Not modified (If-None-Match / If-Modified-Since)"},
+    **ERRORS, 409: ErrorBody},
         security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -356,3 +428,6 @@ def delete(path: BackupPath):
     row = svc.get_backup(ops.store, path.backup_id)
     with _audit("backup_delete", row["target"], backup_id=row["id"], file=row["file"]):
         return svc.delete_backup(ops.store, ops.settings, path.backup_id, actor=current_actor())
+
+
+tidy_docs(bp)

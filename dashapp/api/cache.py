@@ -23,9 +23,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody,
-                                current_actor, error, guarded, redis_handle,
-                                redis_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor, error,
+                                example, guarded, redis_handle, redis_unavailable,
+                                tidy_docs)
 from dashapp.config import INSTANCE_NAME
 from dashapp.security.roles import requires
 from dashapp.services import cache as svc
@@ -41,6 +41,7 @@ INSTANCE = Field("default", min_length=1, max_length=32, pattern=INSTANCE_NAME.p
                  description="Which Redis: 'default' (REDIS_URL) or a name from "
                              "OPS_REDIS_INSTANCES")
 COUNT = Field(100, ge=1, le=svc.MAX_PAGE, description="Elements per page (1-1000)")
+MAX_SCAN_CURSOR = 2**64 - 1  # Redis refuses a larger cursor ("invalid cursor")
 VALUE_CURSOR = Field("0", max_length=48, description=(
     "Where the page starts: 0 first; then the previous answer's next_cursor "
     "(a byte offset for strings, an index for lists and sorted sets, the "
@@ -64,6 +65,13 @@ class KeysQuery(BaseModel):
                        description="About how many keys per page (1-1000)")
     type: Literal["string", "hash", "list", "set", "zset", "stream"] | None = Field(
         None, description="Only keys of this type")
+
+    @field_validator("cursor")
+    @classmethod
+    def _cursor(cls, value):
+        if int(value) > MAX_SCAN_CURSOR:
+            raise ValueError("a SCAN cursor is at most 2**64-1")
+        return value
 
 
 class KeyRefQuery(BaseModel):
@@ -90,6 +98,7 @@ class KeyPath(BaseModel):
 
 
 class TtlBody(BaseModel):
+    model_config = example({'ttl': 600})
     ttl: int | None = Field(description="Seconds until the key expires (1 or more); "
                                         "null or -1 removes the expiry")
 
@@ -102,6 +111,7 @@ class TtlBody(BaseModel):
 
 
 class ClearBody(BaseModel):
+    model_config = example({'pattern': 'cache:products:*', 'dry_run': True, 'confirm': None})
     pattern: str = Field(min_length=1, max_length=svc.MAX_PATTERN,
                          description="SCAN MATCH glob of the keys to delete")
     dry_run: bool = Field(True, description="true (default): only count the matching "
@@ -120,12 +130,60 @@ class MetricsQuery(BaseModel):
     minutes: int = Field(60, ge=1, le=43200, description="Window: the last N minutes")
 
 
-class InstancesResponse(BaseModel):
+class CacheInstancesResponse(BaseModel):
+    model_config = example({'default': 'default', 'instances': ['default']})
     instances: list[str] = Field(description="Names only; 'default' first")
     default: str
 
 
-class StatsResponse(BaseModel):
+class CacheStatsResponse(BaseModel):
+    model_config = example({'instance': 'default',
+                            'memory_estimate': {'estimated': True,
+                                                'method': 'mean MEMORY USAGE (SAMPLES 5) of up to 5 live '
+                                                          'index entries per namespace, times its entry '
+                                                          'count',
+                                                'sample_size': 5},
+                            'namespaces': [{'errors': 0,
+                                            'hit_rate': 0.5625,
+                                            'hits': 9,
+                                            'invalidations': 0,
+                                            'keys': 13,
+                                            'memory_bytes': 39957,
+                                            'memory_sampled': 5,
+                                            'misses': 7,
+                                            'namespace': 'product-lists',
+                                            'sets': 25,
+                                            'warm_runs': 3,
+                                            'warm_status': {'last_duration_ms': None,
+                                                            'last_entries': 6,
+                                                            'last_error': None,
+                                                            'last_finished': '2026-11-26T22:34:30.094+00:00',
+                                                            'last_request_id': None,
+                                                            'last_started': '2026-11-26T22:34:30.038+00:00',
+                                                            'process': 'vm:22070',
+                                                            'runs': 3},
+                                            'warmer': {'description': 'first listing page, overall and '
+                                                                      'per category',
+                                                       'every': 30,
+                                                       'process': 'vm:22070',
+                                                       'registered_at': '2026-11-26T22:33:57.914+00:00'}}],
+                            'overall': {'errors': 0,
+                                        'hit_rate': 0.3934,
+                                        'hits': 24,
+                                        'invalidations': 28,
+                                        'keys': 63,
+                                        'memory_bytes': 54117,
+                                        'misses': 37,
+                                        'namespaces': 2,
+                                        'sets': 95,
+                                        'warm_runs': 5},
+                            'prefix': 'cache',
+                            'redis': {'keys': 75,
+                                      'keyspace_hit_rate': 0.9457,
+                                      'keyspace_hits': 178979,
+                                      'keyspace_misses': 10285},
+                            'time': '2026-11-26T22:34:46+00:00',
+                            'warm_queue': 0})
     instance: str
     prefix: str
     time: str
@@ -149,7 +207,20 @@ class KeyRow(BaseModel):
     memory_bytes: int | None = Field(description="MEMORY USAGE (SAMPLES 5)")
 
 
-class KeysResponse(BaseModel):
+class CacheKeysResponse(BaseModel):
+    model_config = example({'count': 100,
+                            'cursor': '0',
+                            'done': True,
+                            'instance': 'default',
+                            'keys': [{'binary': False,
+                                      'key': 'cache:_meta:stats:product-lists',
+                                      'key_b64': 'Y2FjaGU6X21ldGE6c3RhdHM6cHJvZHVjdC1saXN0cw==',
+                                      'memory_bytes': 136,
+                                      'ttl': None,
+                                      'type': 'hash'}],
+                            'pattern': '*',
+                            'scan_calls': 1,
+                            'type': None})
     instance: str
     keys: list[KeyRow]
     cursor: str = Field(description="Pass back for the next page; '0' when done")
@@ -161,6 +232,27 @@ class KeysResponse(BaseModel):
 
 
 class KeyResponse(BaseModel):
+    model_config = example({'binary': False,
+                            'count': 100,
+                            'cursor': '0',
+                            'encoding': 'raw',
+                            'format': 'json',
+                            'instance': 'default',
+                            'key': 'cache:products:d6381450d9ab50ebe153a13f595d027f',
+                            'key_b64': 'Y2FjaGU6cHJvZHVjdHM6ZDYzODE0NTBkOWFiNTBlYmUxNTNhMTNmNTk1ZDAyN2Y=',
+                            'length': 167,
+                            'memory_bytes': 296,
+                            'next_cursor': None,
+                            'offset': 0,
+                            'truncated': False,
+                            'ttl': 282,
+                            'type': 'string',
+                            'value': '{\n'
+                                     '  "id": 136,\n'
+                                     '  "sku": "SKU-00136",\n'
+                                     '  "name": "Vintage Steel Camping Chair",\n'
+                                     '  "description": "A vintage camping chair made of steel.",\n'
+                                     '  "category": "outdo...'})
     instance: str
     key: str
     key_b64: str
@@ -179,19 +271,33 @@ class KeyResponse(BaseModel):
                                                        "elements")
 
 
-class DeletedResponse(BaseModel):
+class CacheDeletedResponse(BaseModel):
+    model_config = example({'deleted': 1,
+                            'instance': 'default',
+                            'key': 'cache:products:d6381450d9ab50ebe153a13f595d027f'})
     instance: str
     key: str
     deleted: int
 
 
 class TtlResponse(BaseModel):
+    model_config = example({'instance': 'default',
+                            'key': 'cache:products:d6381450d9ab50ebe153a13f595d027f',
+                            'ttl': 600})
     instance: str
     key: str
     ttl: int | None
 
 
 class ClearResponse(BaseModel):
+    model_config = example({'dry_run': True,
+                            'instance': 'default',
+                            'matched': 49,
+                            'pattern': 'cache:products:*',
+                            'sample': [{'binary': False,
+                                        'key': 'cache:products:6b57d909512ed825f954e0dd33a2c563',
+                                        'key_b64': 'Y2FjaGU6cHJvZHVjdHM6NmI1N2Q5MDk1MTJlZDgyNWY5NTRlMGRkMzNhMmM1NjM='}],
+                            'seconds': 0.0})
     instance: str
     pattern: str
     dry_run: bool
@@ -202,6 +308,11 @@ class ClearResponse(BaseModel):
 
 
 class WarmResponse(BaseModel):
+    model_config = example({'at': '2026-11-26T22:34:48+00:00',
+                            'id': '019134e7aeef4f8c94797157c835f169',
+                            'namespace': 'product-lists',
+                            'queue_length': 1,
+                            'requested_by': 'admin'})
     id: str
     namespace: str
     requested_by: str
@@ -210,13 +321,28 @@ class WarmResponse(BaseModel):
 
 
 class InvalidateResponse(BaseModel):
+    model_config = example({'deleted': 13,
+                            'instance': 'default',
+                            'namespace': 'product-lists',
+                            'seconds': 0.004})
     instance: str
     namespace: str
     deleted: int
     seconds: float
 
 
-class MetricsResponse(BaseModel):
+class CacheMetricsResponse(BaseModel):
+    model_config = example({'instance': 'default',
+                            'minutes': 60,
+                            'note': None,
+                            'sample_seconds': 15,
+                            'samples': 3,
+                            'series': [{'cache_hit_rate': None,
+                                        'hit_rate': None,
+                                        'keys': 182,
+                                        'ops_per_sec': None,
+                                        'time': '2026-11-26T22:34:00+00:00',
+                                        'used_memory': 2740432}]})
     instance: str
     minutes: int
     samples: int
@@ -312,14 +438,14 @@ def _set_ttl(instance: str, key: bytes, ttl: int | None):
 
 # ------------------------------------------------------------------ routes
 
-@bp.get("/instances", responses={200: InstancesResponse, **AUTH_ERRORS}, security=SECURITY)
+@bp.get("/instances", responses={200: CacheInstancesResponse, **INPUT_ERRORS}, security=SECURITY)
 @requires("viewer")
 def instances():
     """The Redis instances the Cache and Redis pages can switch between (names only)."""
     return {"instances": list(_ops().redis_instances), "default": "default"}
 
 
-@bp.get("/stats", responses={200: StatsResponse, **ERRORS}, security=SECURITY)
+@bp.get("/stats", responses={200: CacheStatsResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def stats(query: InstanceQuery):
@@ -336,7 +462,7 @@ def stats(query: InstanceQuery):
     return {"instance": query.instance, **data}
 
 
-@bp.get("/keys", responses={200: KeysResponse, **ERRORS}, security=SECURITY)
+@bp.get("/keys", responses={200: CacheKeysResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def keys(query: KeysQuery):
@@ -377,7 +503,7 @@ def get_key_by_path(path: KeyPath, query: KeyPageQuery):
     return _read(query.instance, _path_key(path.key), query.cursor, query.count)
 
 
-@bp.delete("/key", responses={200: DeletedResponse, **CHANGE_ERRORS}, security=SECURITY)
+@bp.delete("/key", responses={200: CacheDeletedResponse, **CHANGE_ERRORS}, security=SECURITY)
 @requires("operator")
 @_guarded
 def delete_key(query: KeyRefQuery):
@@ -385,7 +511,7 @@ def delete_key(query: KeyRefQuery):
     return _delete(query.instance, svc.key_from(query.key, query.key_b64))
 
 
-@bp.delete("/key/<path:key>", responses={200: DeletedResponse, **CHANGE_ERRORS},
+@bp.delete("/key/<path:key>", responses={200: CacheDeletedResponse, **CHANGE_ERRORS},
            security=SECURITY)
 @requires("operator")
 @_guarded
@@ -487,7 +613,7 @@ def invalidate(path: NamespacePath, query: InstanceQuery):
     return {"instance": query.instance, **result}
 
 
-@bp.get("/metrics", responses={200: MetricsResponse, **INPUT_ERRORS, 404: ErrorBody,
+@bp.get("/metrics", responses={200: CacheMetricsResponse, **INPUT_ERRORS, 404: ErrorBody,
                                503: ErrorBody}, security=SECURITY)
 @requires("viewer")
 def metrics(query: MetricsQuery):
@@ -509,3 +635,5 @@ def metrics(query: MetricsQuery):
     data["note"] = None if data["samples"] else svc.metrics_note(_ops().settings.scheduler)
     return data
 
+
+tidy_docs(bp)

@@ -22,8 +22,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody, current_actor,
-                                error, guarded, store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor, error,
+                                example, guarded, store_unavailable, tidy_docs)
 from dashapp.security.auth import current_role
 from dashapp.security.roles import requires, role_allows
 from dashapp.services import config_files as svc
@@ -48,18 +48,25 @@ class FilePath(BaseModel):
 
 
 class ValidateBody(BaseModel):
+    model_config = example({'name': 'features.json', 'content': '{"new_checkout": true}\n'})
     name: str = Field(min_length=1, max_length=2048,
                       description="The file the content is for (its format and schema)")
     content: str = Field(max_length=MAX_CONTENT, description="The text to check")
 
 
 class SaveBody(BaseModel):
+    model_config = example({'content': '{"new_checkout": true}\n',
+                            'reason': 'Turn the new checkout on',
+                            'version': '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'})
     content: str = Field(max_length=MAX_CONTENT, description="The new text of the file")
     reason: str = Field("", max_length=svc.MAX_REASON, description="Why (required)")
     version: str | None = VERSION
 
 
 class RollbackBody(BaseModel):
+    model_config = example({'version': '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+                            'reason': 'Back to the reviewed version',
+                            'expected_version': None})
     version: str = Field(pattern=r"^[0-9a-f]{64}$",
                          description="The earlier version (sha256) to restore, from history")
     reason: str = Field("", max_length=svc.MAX_REASON,
@@ -85,6 +92,16 @@ class FileRow(BaseModel):
 
 
 class FilesResponse(BaseModel):
+    model_config = example({'exists': True,
+                            'files': [{'format': 'env',
+                                       'last_change': None,
+                                       'modified': '2026-11-26T22:33:46+00:00',
+                                       'name': '.env',
+                                       'schema': None,
+                                       'size': 178,
+                                       'version': 'f24743175920091abc6aeefde888f16366a804f98b5642af79bf08572674ee62'}],
+                            'folder': '/tmp/h4capfhbmoolm/instance/config',
+                            'truncated': False})
     folder: str
     exists: bool
     files: list[FileRow]
@@ -92,6 +109,19 @@ class FilesResponse(BaseModel):
 
 
 class FileResponse(BaseModel):
+    model_config = example({'content': '{\n'
+                                       '  "new_checkout": {"enabled": true, "rollout_percent": 25},\n'
+                                       '  "recommendations": {"enabled": true, "model": "rf-v3"},\n'
+                                       '  "dark_launch_search": {"enabled": f...',
+                            'editable': True,
+                            'format': 'json',
+                            'masked': False,
+                            'masked_values': 0,
+                            'modified': '2026-11-26T22:33:46+00:00',
+                            'name': 'features.json',
+                            'schema': None,
+                            'size': 223,
+                            'version': 'ce12044493e6139c0a8229f3fd88563fea7ecdd2fc9e25c8b5acdfce733fa2ca'})
     name: str
     format: str
     size: int
@@ -113,6 +143,7 @@ class ValidationIssue(BaseModel):
 
 
 class ValidateResponse(BaseModel):
+    model_config = example({'errors': [], 'format': 'json', 'schema': None, 'valid': True})
     valid: bool
     format: str
     schema_file: str | None = Field(None, alias="schema")
@@ -120,6 +151,12 @@ class ValidateResponse(BaseModel):
 
 
 class SaveResponse(BaseModel):
+    model_config = example({'change_id': 2,
+                            'changed': True,
+                            'name': 'features.json',
+                            'size': 224,
+                            'version': 'e9bf00e3d5ad64441fda639d8e690f440a0ae2afea6468de501c87bceb807566',
+                            'version_before': 'ce12044493e6139c0a8229f3fd88563fea7ecdd2fc9e25c8b5acdfce733fa2ca'})
     name: str
     changed: bool = Field(description="false when the content was already the file's")
     version: str
@@ -130,6 +167,24 @@ class SaveResponse(BaseModel):
 
 
 class HistoryResponse(BaseModel):
+    model_config = example({'changes': [{'actor': 'admin',
+                                         'current': True,
+                                         'diff': '--- features.json@ce12044493e6\n'
+                                                 '+++ features.json@e9bf00e3d5ad\n'
+                                                 '@@ -4,3 +4,4 @@\n'
+                                                 '   "dark_launch_search": {"enabled": false, '
+                                                 '"rollout_percent": 0},\n'
+                                                 '   "gift_car...',
+                                         'id': 2,
+                                         'kind': 'edit',
+                                         'reason': 'Raise the pool size for the sale',
+                                         'size': 224,
+                                         'time': '2026-11-26T22:34:47+00:00',
+                                         'version_after': 'e9bf00e3d5ad64441fda639d8e690f440a0ae2afea6468de501c87bceb807566',
+                                         'version_before': 'ce12044493e6139c0a8229f3fd88563fea7ecdd2fc9e25c8b5acdfce733fa2ca'}],
+                            'name': 'features.json',
+                            'total': 2,
+                            'version': 'e9bf00e3d5ad64441fda639d8e690f440a0ae2afea6468de501c87bceb807566'})
     name: str
     version: str | None = Field(description="The version on disk now (null: file gone)")
     total: int
@@ -209,7 +264,7 @@ _guarded = guarded((svc.ConfigError, SQLAlchemyError, OSError), _failure)
 
 # ------------------------------------------------------------------ routes
 
-@bp.get("/files", responses={200: FilesResponse, **AUTH_ERRORS, 503: ErrorBody},
+@bp.get("/files", responses={200: FilesResponse, **INPUT_ERRORS, 503: ErrorBody},
         security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -313,3 +368,6 @@ def absolute_save(path: FilePath):
 @requires("viewer")
 def absolute_rollback(path: FilePath):
     return _absolute()
+
+
+tidy_docs(bp)

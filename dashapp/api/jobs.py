@@ -19,8 +19,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor,
-                                error, guarded, store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, MAX_BIG_ID, MAX_ID, SECURITY, ErrorBody,
+                                current_actor, error, example, guarded,
+                                store_unavailable, tidy_docs)
 from dashapp.security.roles import requires
 from dashapp.services import jobs as svc
 
@@ -67,7 +68,7 @@ class WindowQuery(BaseModel):
 
 
 class RunPath(BaseModel):
-    run_id: int = Field(ge=1, description="A run id (ops_job_run)")
+    run_id: int = Field(ge=1, le=MAX_BIG_ID, description="A run id (ops_job_run)")
 
 
 class JobPath(BaseModel):
@@ -75,7 +76,7 @@ class JobPath(BaseModel):
 
 
 class CommandPath(BaseModel):
-    command_id: int = Field(ge=1)
+    command_id: int = Field(ge=1, le=MAX_ID, description="An action's command id")
 
 
 class Run(BaseModel):
@@ -102,6 +103,31 @@ class Run(BaseModel):
 
 
 class RunDetail(Run):
+    model_config = example({'args': None,
+                            'attempt': 1,
+                            'can_cancel': True,
+                            'can_retry': False,
+                            'cancel_requested': False,
+                            'duration_ms': None,
+                            'error_message': None,
+                            'error_type': None,
+                            'finished_at': None,
+                            'func': 'dashapp.demo.jobs:rebuild_search_index',
+                            'id': 10,
+                            'job_id': 'search_index',
+                            'name': 'Rebuild search index',
+                            'note': None,
+                            'origin': 'schedule',
+                            'process': 'vm:22070',
+                            'process_alive': True,
+                            'progress': None,
+                            'progress_message': None,
+                            'retries': [],
+                            'retry_of': None,
+                            'scheduled_at': '2026-11-26T22:37:17.916+00:00',
+                            'started_at': None,
+                            'status': 'pending',
+                            'traceback': None})
     args: dict | None = Field(description="Arguments as recorded, secrets redacted")
     traceback: str | None
     retries: list[dict] = Field(description="Runs that retried this one")
@@ -110,6 +136,7 @@ class RunDetail(Run):
 
 
 class RunsResponse(BaseModel):
+    model_config = example({'kind': 'active', 'page': 1, 'per_page': 50, 'runs': [], 'total': 0})
     runs: list[Run]
     total: int
     page: int
@@ -132,10 +159,30 @@ class ScheduledJob(BaseModel):
 
 
 class PendingResponse(BaseModel):
+    model_config = example({'jobs': [{'func': 'dashapp.demo.jobs:reconcile_payments',
+                                      'job_id': 'reconcile_payments',
+                                      'name': 'Reconcile payments',
+                                      'next_run_time': '2026-11-26T22:34:57.916+00:00',
+                                      'paused': False,
+                                      'process': 'vm:22070',
+                                      'run_id': 9,
+                                      'trigger': 'interval[0:00:45]',
+                                      'updated_at': '2026-11-26T22:34:45.925+00:00',
+                                      'wrapped': True}]})
     jobs: list[ScheduledJob]
 
 
 class SummaryResponse(BaseModel):
+    model_config = example({'cancelled': 0,
+                            'failed': 0,
+                            'minutes': 1440,
+                            'missed': 0,
+                            'paused': 0,
+                            'processes': 1,
+                            'running': 0,
+                            'scheduled': 6,
+                            'stale_running': 0,
+                            'succeeded': 5})
     minutes: int
     running: int
     stale_running: int = Field(description="Running rows of processes no longer seen")
@@ -149,11 +196,32 @@ class SummaryResponse(BaseModel):
 
 
 class TimelineResponse(BaseModel):
+    model_config = example({'minutes': 1440,
+                            'runs': [{'duration_ms': 573.8741,
+                                      'id': 1,
+                                      'job_id': 'cache_refresh',
+                                      'name': 'Refresh product cache',
+                                      'status': 'succeeded',
+                                      'time': '2026-11-26T22:34:00.513+00:00'}]})
     minutes: int
     runs: list[dict] = Field(description="time, job_id, name, status, duration_ms, id")
 
 
 class Command(BaseModel):
+    model_config = example({'action': 'pause',
+                            'claimed_at': '2026-11-26T22:34:59.992+00:00',
+                            'claimed_by': 'vm:22070',
+                            'created_at': '2026-11-26T22:34:59.541+00:00',
+                            'finished_at': '2026-11-26T22:35:00.004+00:00',
+                            'id': 1,
+                            'job_id': 'cache_refresh',
+                            'message': 'Paused: no run starts until it is resumed.',
+                            'outcome': 'ok',
+                            'process': 'vm:22070',
+                            'requested_by': 'admin',
+                            'result_run_id': None,
+                            'run_id': None,
+                            'status': 'done'})
     id: int
     action: str
     job_id: str
@@ -171,6 +239,26 @@ class Command(BaseModel):
 
 
 class ActionResponse(BaseModel):
+    model_config = example({'action': 'pause',
+                            'commands': [{'action': 'pause',
+                                          'claimed_at': '2026-11-26T22:34:59.992+00:00',
+                                          'claimed_by': 'vm:22070',
+                                          'created_at': '2026-11-26T22:34:59.541+00:00',
+                                          'finished_at': '2026-11-26T22:35:00.004+00:00',
+                                          'id': 1,
+                                          'job_id': 'cache_refresh',
+                                          'message': 'Paused: no run starts until it is resumed.',
+                                          'outcome': 'ok',
+                                          'process': 'vm:22070',
+                                          'requested_by': 'admin',
+                                          'result_run_id': None,
+                                          'run_id': None,
+                                          'status': 'done'}],
+                            'job_id': 'cache_refresh',
+                            'message': 'Paused: no run starts until it is resumed.',
+                            'outcome': 'ok',
+                            'run_id': None,
+                            'status': 'done'})
     action: str
     job_id: str
     status: str = Field(description="done, or queued when the host has not answered yet")
@@ -357,3 +445,6 @@ def run_now(path: JobPath):
     (outcome failed) while the job already runs max_instances times.
     Operator; audited."""
     return _act("run_now", job_id=path.job_id)
+
+
+tidy_docs(bp)

@@ -18,8 +18,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, guarded,
-                                store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
+                                guarded, store_unavailable, tidy_docs)
 from dashapp.security.roles import requires
 from dashapp.services import logs as svc
 
@@ -30,6 +30,15 @@ bp = APIBlueprint("api_logs", __name__, url_prefix="/api/logs",
 
 ERRORS = {**INPUT_ERRORS, 404: ErrorBody, 503: ErrorBody}
 STREAM_ERRORS = {**ERRORS, 429: ErrorBody}
+EXPORT_EXAMPLE = {"time": "2026-11-26T22:31:53.282+00:00", "level": "ERROR",
+                  "logger": "shop.payments", "request_id": "360aa0dd6f000083",
+                  "message": "payment gateway timed out after 2000 ms",
+                  "extra": {"process": "vm:17870"}}
+SSE_EVENT = {"type": "object", "description": "One event of the stream", "properties": {
+    "event": {"type": "string", "description": "hello, reset, or absent for a record"},
+    "data": {"type": "string", "description": "JSON: a Record, or the hello/reset details"},
+    "id": {"type": "string", "description": "Position to resume from (Last-Event-ID)"},
+    "retry": {"type": "integer"}}}
 SOURCE = Field(None, max_length=1024, description=(
     "'captured' or a log file (a path from GET /api/logs/sources, or a name "
     "relative to one of OPS_LOG_DIRS). Default: the first configured file"))
@@ -99,12 +108,29 @@ class Record(BaseModel):
 
 
 class SourcesResponse(BaseModel):
+    model_config = example({'folders': ['/tmp/h4capfhbmoolm/instance/demo/logs'],
+                            'sources': [{'kind': 'file',
+                                         'modified': '2026-11-26T22:34:42.537305+00:00',
+                                         'name': 'shop.log',
+                                         'size': 2310,
+                                         'source': '/tmp/h4capfhbmoolm/instance/demo/logs/shop.log'}]})
     sources: list[dict] = Field(description="source, kind (file|captured), name, size, "
                                             "modified")
     folders: list[str] = Field(description="The only folders files are read from")
 
 
 class TailResponse(BaseModel):
+    model_config = example({'position': '2172047:2310',
+                            'records': [{'extra': None,
+                                         'level': 'ERROR',
+                                         'logger': 'demo.shop',
+                                         'message': 'GET /flaky failed: payment gateway timed out after '
+                                                    '2000 ms',
+                                         'offset': 0,
+                                         'request_id': None,
+                                         'time': '2026-11-26T22:34:16.158000+00:00'}],
+                            'size': 2310,
+                            'source': '/tmp/h4capfhbmoolm/instance/demo/logs/shop.log'})
     source: str
     records: list[Record] = Field(description="Oldest first")
     size: int | None = None
@@ -112,6 +138,19 @@ class TailResponse(BaseModel):
 
 
 class FilterResponse(BaseModel):
+    model_config = example({'files': ['shop.log'],
+                            'highlight': None,
+                            'next_cursor': None,
+                            'records': [{'extra': None,
+                                         'file': 'shop.log',
+                                         'level': None,
+                                         'logger': None,
+                                         'message': 'RuntimeError: payment gateway timed out after 2000 '
+                                                    'ms',
+                                         'offset': 2256,
+                                         'request_id': None,
+                                         'time': None}],
+                            'source': '/tmp/h4capfhbmoolm/instance/demo/logs/shop.log'})
     source: str
     records: list[Record] = Field(description="Newest first")
     next_cursor: str | None = Field(description="Pass back as cursor; null on the last page")
@@ -119,7 +158,21 @@ class FilterResponse(BaseModel):
     highlight: dict | None = Field(None, description="The search as a browser RegExp")
 
 
-class StatsResponse(BaseModel):
+class LogStatsResponse(BaseModel):
+    model_config = example({'bucket_seconds': 60,
+                            'complete': True,
+                            'series': [{'count': 3,
+                                        'level': 'ERROR',
+                                        'time': '2026-11-26T22:34:00+00:00'}],
+                            'since': '2026-11-26T21:34:46.535954+00:00',
+                            'source': '/tmp/h4capfhbmoolm/instance/demo/logs/shop.log',
+                            'top_errors': [{'count': 3,
+                                            'last': '2026-11-26T22:34:42.539000+00:00',
+                                            'message': 'GET /flaky failed: payment gateway timed out '
+                                                       'after # ms'}],
+                            'top_loggers': [{'count': 3, 'logger': 'demo.shop'}],
+                            'totals': {'CRITICAL': 0, 'DEBUG': 0, 'ERROR': 3, 'INFO': 0, 'WARNING': 0},
+                            'until': '2026-11-26T22:34:46.535954+00:00'})
     source: str
     since: str
     until: str
@@ -225,7 +278,7 @@ def filter_(query: FilterQuery):
 
 
 @bp.get("/stats", summary="Counts per level over time, top loggers, top errors",
-        responses={200: StatsResponse, **ERRORS}, security=SECURITY)
+        responses={200: LogStatsResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def stats(query: StatsQuery):
@@ -234,7 +287,17 @@ def stats(query: StatsQuery):
 
 
 @bp.get("/export", summary="The matching records as a JSON or TXT download",
-        responses={**ERRORS}, security=SECURITY)
+        responses={200: {"description": "A download: the records as a JSON array "
+                                   "(format=json) or one line each (format=txt)",
+                    "content": {"application/json": {
+                                    "schema": {"type": "array", "items": {"type": "object"}},
+                                    "example": [EXPORT_EXAMPLE]},
+                                "text/plain": {
+                                    "schema": {"type": "string"},
+                                    "example": "2026-11-26 22:31:53,282 ERROR shop.payments "
+                                               "payment gateway timed out after 2000 ms\n"}}},
+                   **ERRORS},
+        security=SECURITY)
 @requires("viewer")
 @_guarded
 def export(query: ExportQuery):
@@ -252,7 +315,9 @@ def export(query: ExportQuery):
                     "id = a position to resume from with Last-Event-ID), `reset` "
                     "(rotated or truncated). A comment every 15 s keeps proxies open. "
                     "Beyond OPS_LOG_MAX_STREAMS open streams: 429.",
-        responses={**STREAM_ERRORS}, security=SECURITY)
+        responses={200: {"description": "Server-Sent Events, one record each",
+                    "content": {"text/event-stream": {"schema": SSE_EVENT}}},
+                   **STREAM_ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def stream(query: StreamQuery):
@@ -263,3 +328,6 @@ def stream(query: StreamQuery):
     # (all it reads was taken above), and closing the response closes it.
     return Response(events, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+tidy_docs(bp)

@@ -20,7 +20,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
 
-from dashapp.api.common import INPUT_ERRORS, SECURITY, ErrorBody, error
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
+                                tidy_docs)
 from dashapp.instrument import NO_ROUTE
 from dashapp.security.roles import requires
 from dashapp.services import api_metrics as svc
@@ -99,6 +100,20 @@ class EndpointRow(BaseModel):
 
 
 class EndpointsResponse(BaseModel):
+    model_config = example({'endpoints': [{'client_errors': 2,
+                                           'count': 44,
+                                           'endpoint': '/products/<int:product_id>',
+                                           'error_rate': 0.0,
+                                           'errors': 0,
+                                           'health': 'ok',
+                                           'max_ms': 135.788,
+                                           'mean_ms': 8.5754,
+                                           'method': 'GET',
+                                           'p50_ms': 2.0591,
+                                           'p95_ms': 32.6241,
+                                           'p99_ms': 96.4079}],
+                            'minutes': 60,
+                            'percentiles': 'exact'})
     endpoints: list[EndpointRow]
     minutes: int
     percentiles: Literal["exact", "histogram"] = Field(
@@ -137,6 +152,37 @@ class SlowRequest(BaseModel):
 
 
 class EndpointDetailResponse(BaseModel):
+    model_config = example({'bucket_seconds': 60,
+                            'client_errors': 2,
+                            'count': 44,
+                            'endpoint': '/products/<int:product_id>',
+                            'error_rate': 0.0,
+                            'errors': 0,
+                            'max_ms': 135.788,
+                            'mean_ms': 8.5754,
+                            'method': 'GET',
+                            'methods': ['GET'],
+                            'minutes': 60,
+                            'p50_ms': 2.0591,
+                            'p95_ms': 32.6241,
+                            'p99_ms': 96.4079,
+                            'percentiles': 'exact',
+                            'series': [{'client_errors': 0,
+                                        'count': 0,
+                                        'error_rate': 0.0,
+                                        'errors': 0,
+                                        'p50_ms': None,
+                                        'p95_ms': None,
+                                        'p99_ms': None,
+                                        'rps': 0.0,
+                                        'time': '2026-11-26T21:34:00+00:00'}],
+                            'slowest': [{'duration_ms': 135.788,
+                                         'exception_type': None,
+                                         'method': 'GET',
+                                         'request_id': '256b89b500000003',
+                                         'status': 200,
+                                         'time': '2026-11-26T22:33:59.249+00:00'}],
+                            'status_codes': [{'count': 42, 'status': 200}]})
     endpoint: str
     method: str | None
     methods: list[str]
@@ -171,11 +217,40 @@ class FailedRequest(BaseModel):
 
 
 class ErrorsResponse(BaseModel):
+    model_config = example({'errors': [{'duration_ms': 0.8769,
+                                        'endpoint': '/flaky',
+                                        'exception_message': 'payment gateway timed out after 2000 ms',
+                                        'exception_type': 'RuntimeError',
+                                        'method': 'GET',
+                                        'request_id': '256b89b500000086',
+                                        'status': 500,
+                                        'time': '2026-11-26T22:34:42.539+00:00'}],
+                            'minutes': 60})
     errors: list[FailedRequest]
     minutes: int
 
 
 class PerformanceResponse(_Figures):
+    model_config = example({'bucket_seconds': 60,
+                            'client_errors': 8,
+                            'count': 143,
+                            'error_rate': 0.021,
+                            'errors': 3,
+                            'minutes': 60,
+                            'p50_ms': 2.7393,
+                            'p95_ms': 45.6911,
+                            'p99_ms': 421.0001,
+                            'percentiles': 'exact',
+                            'rps': 0.0397,
+                            'series': [{'client_errors': 0,
+                                        'count': 0,
+                                        'error_rate': 0.0,
+                                        'errors': 0,
+                                        'p50_ms': None,
+                                        'p95_ms': None,
+                                        'p99_ms': None,
+                                        'rps': 0.0,
+                                        'time': '2026-11-26T21:34:00+00:00'}]})
     minutes: int
     bucket_seconds: int
     percentiles: Literal["exact", "histogram"] = Field(
@@ -194,6 +269,24 @@ class QueryItem(BaseModel):
 
 
 class RequestSqlResponse(BaseModel):
+    model_config = example({'count': 1,
+                            'queries': [{'duration_ms': 0.0762,
+                                         'fingerprint': '67d6a186c3913754',
+                                         'position': 1,
+                                         'rows': None,
+                                         'sql': 'SELECT products.id, products.sku, products.name, '
+                                                'products.description, products.category, '
+                                                'products.price_cents, products.stock, '
+                                                'products.created_at FROM prod...',
+                                         'time': '2026-11-26T22:34:45.487+00:00'}],
+                            'request': {'duration_ms': 2.3809,
+                                        'endpoint': '/products',
+                                        'exception_type': None,
+                                        'method': 'GET',
+                                        'status': 200,
+                                        'time': '2026-11-26T22:34:45.488+00:00'},
+                            'request_id': '256b89b50000008f',
+                            'total_ms': 0.0762})
     request_id: str
     request: dict | None = Field(description="endpoint, method, status, time, duration_ms")
     queries: list[QueryItem]
@@ -297,3 +390,6 @@ def request_sql(path: RequestPath):
     """The SQL one request ran (same request id), in order, with durations."""
     data, failure = _call(svc.requests_sql, path.request_id)
     return failure if failure is not None else data
+
+
+tidy_docs(bp)

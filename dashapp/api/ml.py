@@ -16,8 +16,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, guarded,
-                                store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
+                                guarded, store_unavailable, tidy_docs)
 from dashapp.security.roles import requires
 from dashapp.services import ml_metrics as svc
 
@@ -70,13 +70,48 @@ class CompareQuery(BaseModel):
 
 
 class ModelsResponse(BaseModel):
+    model_config = example({'models': [{'estimator': 'RandomForestClassifier',
+                                        'headline': {'name': 'accuracy', 'value': 0.958},
+                                        'latest_version': '1.0.0',
+                                        'n_features': 30,
+                                        'name': 'churn',
+                                        'predictions': 12,
+                                        'registered_at': '2026-11-26T22:33:58.111154+00:00',
+                                        'task': 'classification',
+                                        'versions': ['0.9.0'],
+                                        'window_minutes': 1440}]})
     models: list[dict] = Field(description="Per model: name, task, versions, latest_version, "
                                            "estimator, predictions (in the window), "
                                            "headline {name, value}")
 
 
-class MetricsResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class ModelMetricsResponse(BaseModel):
+    model_config = example({'classes': ['0'],
+                            'metrics': {'accuracy': 0.958,
+                                        'confusion_matrix': {'labels': ['0'], 'matrix': [[49]]},
+                                        'f1': 0.9547,
+                                        'n': 143,
+                                        'per_class': [{'f1': 0.9423,
+                                                       'label': '0',
+                                                       'precision': 0.9608,
+                                                       'recall': 0.9245,
+                                                       'support': 53}],
+                                        'pr_curves': [{'average_precision': 0.9971,
+                                                       'label': '1',
+                                                       'precision': [0.6294],
+                                                       'recall': [1.0]}],
+                                        'precision': 0.9587,
+                                        'recall': 0.9512,
+                                        'roc_auc': 0.995,
+                                        'roc_curves': [{'auc': 0.995,
+                                                        'fpr': [0.0],
+                                                        'label': '1',
+                                                        'tpr': [0.0]}]},
+                            'name': 'churn',
+                            'source': 'eval',
+                            'task': 'classification',
+                            'time': '2026-11-26T22:33:58.111154+00:00',
+                            'version': '1.0.0'}, extra="allow")
     name: str
     version: str
     task: str
@@ -87,7 +122,61 @@ class MetricsResponse(BaseModel):
 
 class ModelResponse(BaseModel):
     """A per-model answer; the fields are listed in the route's description."""
-    model_config = ConfigDict(extra="allow")
+    model_config = example({'a': {'classes': ['0'],
+                                  'metrics': {'accuracy': 0.9301,
+                                              'confusion_matrix': {'labels': ['0'], 'matrix': [[46]]},
+                                              'f1': 0.9238,
+                                              'n': 143,
+                                              'per_class': [{'f1': 0.902,
+                                                             'label': '0',
+                                                             'precision': 0.9388,
+                                                             'recall': 0.8679,
+                                                             'support': 53}],
+                                              'pr_curves': [{'average_precision': 0.9904,
+                                                             'label': '1',
+                                                             'precision': [0.6294],
+                                                             'recall': [1.0]}],
+                                              'precision': 0.9322,
+                                              'recall': 0.9173,
+                                              'roc_auc': 0.9858,
+                                              'roc_curves': [{'auc': 0.9858,
+                                                              'fpr': [0.0],
+                                                              'label': '1',
+                                                              'tpr': [0.0]}]},
+                                  'name': 'churn',
+                                  'source': 'eval',
+                                  'task': 'classification',
+                                  'time': '2026-11-26T22:33:58.111145+00:00',
+                                  'version': '0.9.0'},
+                            'b': {'classes': ['0'],
+                                  'metrics': {'accuracy': 0.958,
+                                              'confusion_matrix': {'labels': ['0'], 'matrix': [[49]]},
+                                              'f1': 0.9547,
+                                              'n': 143,
+                                              'per_class': [{'f1': 0.9423,
+                                                             'label': '0',
+                                                             'precision': 0.9608,
+                                                             'recall': 0.9245,
+                                                             'support': 53}],
+                                              'pr_curves': [{'average_precision': 0.9971,
+                                                             'label': '1',
+                                                             'precision': [0.6294],
+                                                             'recall': [1.0]}],
+                                              'precision': 0.9587,
+                                              'recall': 0.9512,
+                                              'roc_auc': 0.995,
+                                              'roc_curves': [{'auc': 0.995,
+                                                              'fpr': [0.0],
+                                                              'label': '1',
+                                                              'tpr': [0.0]}]},
+                                  'name': 'churn',
+                                  'source': 'eval',
+                                  'task': 'classification',
+                                  'time': '2026-11-26T22:33:58.111154+00:00',
+                                  'version': '1.0.0'},
+                            'name': 'churn',
+                            'rows': [{'a': 0.9301, 'b': 0.958, 'change': 0.028, 'metric': 'accuracy'}],
+                            'task': 'classification'}, extra="allow")
     name: str
 
 
@@ -112,7 +201,7 @@ def get_models(query: ListQuery):
     return {"models": svc.list_models(_store(), query.minutes)}
 
 
-@bp.get("/model/<name>/metrics", responses={200: MetricsResponse, **ERRORS}, security=SECURITY)
+@bp.get("/model/<name>/metrics", responses={200: ModelMetricsResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def get_metrics(path: NamePath, query: MetricsQuery):
@@ -163,3 +252,6 @@ def get_drift(path: NamePath, query: WindowQuery):
 def get_compare(path: NamePath, query: CompareQuery):
     """Two versions' evaluation metrics side by side, with the change."""
     return svc.compare(_store(), path.name, query.a, query.b)
+
+
+tidy_docs(bp)

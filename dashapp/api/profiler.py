@@ -17,8 +17,9 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor, error,
-                                guarded, store_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, MAX_ID, SECURITY, ErrorBody,
+                                current_actor, error, example, file_response, guarded,
+                                store_unavailable, tidy_docs)
 from dashapp.security.roles import requires
 from dashapp.services import profiler as svc
 
@@ -30,7 +31,16 @@ bp = APIBlueprint("api_profiler", __name__, url_prefix="/api/profiler",
 ERRORS = {**INPUT_ERRORS, 404: ErrorBody, 409: ErrorBody, 503: ErrorBody}
 
 
+SPEEDSCOPE_EXAMPLE = {
+    "$schema": "https://www.speedscope.app/file-format-schema.json",
+    "shared": {"frames": [{"name": "list_orders", "file": "shop.py", "line": 88}]},
+    "profiles": [{"type": "sampled", "name": "vm:17870", "unit": "seconds",
+                  "startValue": 0, "endValue": 1.2, "samples": [[0]], "weights": [1.2]}],
+    "name": "Ops Console profile #12"}
+
+
 class StartBody(BaseModel):
+    model_config = example({'duration': 60, 'endpoint': '/api/orders*', 'interval': 0.001, 'memory': True})
     duration: float | None = Field(None, ge=1, le=svc.MAX_DURATION,
                                    description="Seconds to profile (1-3600); omitted: until "
                                                "stopped (at most one hour)")
@@ -44,11 +54,12 @@ class StartBody(BaseModel):
 
 
 class StopBody(BaseModel):
-    id: int | None = Field(None, ge=1, description="The session; omitted: the open one")
+    model_config = example({'id': 12})
+    id: int | None = Field(None, ge=1, le=MAX_ID, description="The session; omitted: the open one")
 
 
 class SessionPath(BaseModel):
-    id: int = Field(ge=1, description="Session id")
+    id: int = Field(ge=1, le=MAX_ID, description="Session id")
 
 
 class ListQuery(BaseModel):
@@ -81,6 +92,24 @@ class ProcessPart(BaseModel):
 
 
 class SessionResponse(BaseModel):
+    model_config = example({'created_at': '2026-11-26T22:34:48.119522+00:00',
+                            'duration_requested': 2.0,
+                            'elapsed_seconds': None,
+                            'ended_at': None,
+                            'endpoint': '/products*',
+                            'error': None,
+                            'id': 1,
+                            'interval': 0.001,
+                            'memory': True,
+                            'overhead_per_request_ms': None,
+                            'processes': [],
+                            'profiled_seconds': 0,
+                            'requested_by': 'admin',
+                            'requests': 0,
+                            'samples': 0,
+                            'started_at': None,
+                            'status': 'requested',
+                            'stopped_by': None})
     id: int
     status: str = Field(description="requested, running, stopping, done or failed")
     requested_by: str
@@ -103,11 +132,24 @@ class SessionResponse(BaseModel):
 
 
 class SessionsResponse(BaseModel):
+    model_config = example({'current': None, 'sessions': []})
     sessions: list[SessionResponse]
     current: SessionResponse | None
 
 
 class CpuResponse(BaseModel):
+    model_config = example({'hotspots': [{'file': '<built-in>',
+                                          'function': 'socket.recv',
+                                          'line': 0,
+                                          'location': '<built-in>:0',
+                                          'self_seconds': 0.0333,
+                                          'self_share': 0.5708,
+                                          'total_seconds': 0.0333,
+                                          'total_share': 0.5708}],
+                            'id': 1,
+                            'total_seconds': 0.0583,
+                            'tree': None,
+                            'truncated': False})
     id: int
     total_seconds: float
     truncated: bool = Field(description="The call tree hit its size bound in some process")
@@ -116,7 +158,30 @@ class CpuResponse(BaseModel):
     tree: dict | None = Field(None, description="function, file, line, self, total, children")
 
 
-class MemoryResponse(BaseModel):
+class ProfileMemoryResponse(BaseModel):
+    model_config = example({'by_count': [{'count': 115,
+                                          'file': '/root/.pyenv/versions/3.11.7/lib/python3.11/dataclasses.py',
+                                          'line': 433,
+                                          'location': '/root/.pyenv/versions/3.11.7/lib/python3.11/dataclasses.py:433',
+                                          'size': 11558}],
+                            'by_size': [{'count': 33,
+                                         'file': '/work/main/.venv/lib/python3.11/site-packages/sqlalchemy/sql/schema.py',
+                                         'line': 2395,
+                                         'location': '/work/main/.venv/lib/python3.11/site-packages/sqlalchemy/sql/schema.py:2395',
+                                         'size': 14080}],
+                            'enabled': True,
+                            'growth': [{'count': 33,
+                                        'count_diff': 33,
+                                        'file': '/work/main/.venv/lib/python3.11/site-packages/sqlalchemy/sql/schema.py',
+                                        'line': 2395,
+                                        'location': '/work/main/.venv/lib/python3.11/site-packages/sqlalchemy/sql/schema.py:2395',
+                                        'size': 14080,
+                                        'size_diff': 14080}],
+                            'growth_total': 237577,
+                            'id': 1,
+                            'note': None,
+                            'peak': 10762396,
+                            'total_size': 237577})
     id: int
     enabled: bool
     note: str | None
@@ -175,12 +240,13 @@ def stop(body: StopBody):
                        lambda: svc.stop_session(_store(), actor=actor, session_id=body.id))
 
 
-class DeletedResponse(BaseModel):
+class ProfileDeletedResponse(BaseModel):
+    model_config = example({'deleted': True, 'id': 1})
     id: int
     deleted: bool
 
 
-@bp.delete("/<int:id>", responses={200: DeletedResponse, **ERRORS}, security=SECURITY)
+@bp.delete("/<int:id>", responses={200: ProfileDeletedResponse, **ERRORS}, security=SECURITY)
 @requires("admin")
 @_guarded
 def delete(path: SessionPath):
@@ -221,7 +287,7 @@ def cpu(path: SessionPath, query: CpuQuery):
     return data
 
 
-@bp.get("/<int:id>/memory", responses={200: MemoryResponse, **ERRORS}, security=SECURITY)
+@bp.get("/<int:id>/memory", responses={200: ProfileMemoryResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def memory(path: SessionPath, query: MemoryQuery):
@@ -230,7 +296,13 @@ def memory(path: SessionPath, query: MemoryQuery):
     return svc.memory(_store(), path.id, query.limit)
 
 
-@bp.get("/<int:id>/export", responses={**ERRORS}, security=SECURITY)
+@bp.get("/<int:id>/export", responses={
+    200: file_response("speedscope JSON, an HTML summary or CSV, by `format`",
+                       "application/json", "text/html", "text/csv",
+                       examples={"application/json": SPEEDSCOPE_EXAMPLE,
+                                 "text/csv": "function,file,line,self_s,total_s\n"
+                                             "list_orders,shop.py,88,0.41,1.20\n"}),
+    **ERRORS}, security=SECURITY)
 @requires("viewer")
 @_guarded
 def export(path: SessionPath, query: ExportQuery):
@@ -239,5 +311,7 @@ def export(path: SessionPath, query: ExportQuery):
     return Response(content, mimetype=mimetype,
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
+
+tidy_docs(bp)
 
 __all__ = ["bp"]

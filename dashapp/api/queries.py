@@ -10,7 +10,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import AUTH_ERRORS, INPUT_ERRORS, SECURITY, ErrorBody, error
+from dashapp.api.common import (INPUT_ERRORS, MAX_BIG_ID, SECURITY, ErrorBody, error,
+                                example, tidy_docs)
 from dashapp.security import audit
 from dashapp.security.auth import current_principal
 from dashapp.security.roles import requires
@@ -41,10 +42,12 @@ class StatsQuery(BaseModel):
 
 
 class QueryPath(BaseModel):
-    query_id: int = Field(ge=1)
+    query_id: int = Field(ge=1, le=MAX_BIG_ID, description="A captured query's id")
 
 
 class ExplainBody(BaseModel):
+    model_config = example({'sql': 'SELECT id, name FROM products WHERE price_cents > 1000',
+                            'analyze': False})
     sql: str = Field(min_length=1, max_length=MAX_SQL_LENGTH,
                      description="One read-only SELECT (or WITH ... SELECT)")
     analyze: bool = Field(False, description="EXPLAIN ANALYZE (admin only; runs the "
@@ -53,15 +56,60 @@ class ExplainBody(BaseModel):
 
 
 class QueryList(BaseModel):
+    model_config = example({'queries': [{'duration_ms': 0.076,
+                                         'endpoint': '/products',
+                                         'fingerprint': '67d6a186c3913754',
+                                         'id': 308,
+                                         'process': 'vm:22070',
+                                         'request_id': '256b89b50000008f',
+                                         'rows': None,
+                                         'sql': 'SELECT products.id, products.sku, products.name, '
+                                                'products.description, products.category, '
+                                                'products.price_cents, products.stock, '
+                                                'products.created_at FROM prod...',
+                                         'time': '2026-11-26T22:34:45.487383+00:00'}]})
     queries: list[dict]
 
 
-class StatsResponse(BaseModel):
+class QueryStatsResponse(BaseModel):
+    model_config = example({'minutes': 60,
+                            'slow_query_ms': 100.0,
+                            'stats': [{'calls': 2,
+                                       'endpoints': 0,
+                                       'fingerprint': '241f8e8389f88695',
+                                       'last_id': 222,
+                                       'max_ms': 241.174,
+                                       'mean_ms': 122.46,
+                                       'p95_ms': 229.303,
+                                       'rows': None,
+                                       'sql': 'SELECT products.id FROM products JOIN order_items ON '
+                                              'order_items.product_id = products.id GROUP BY products.id '
+                                              'ORDER BY sum(order_items.quantity) DESC LIMIT ...',
+                                       'total_ms': 244.919}]})
     minutes: float
     stats: list[dict]
 
 
 class IssuesResponse(BaseModel):
+    model_config = example({'definitions': {'duplicates': 'the same fingerprint run 2 to 9 times within '
+                                                          'one request (values are redacted, so: same '
+                                                          'statement shape)',
+                                            'n_plus_one': 'the same fingerprint run at least 10 times '
+                                                          'within one request'},
+                            'duplicates': [{'endpoint': '/customers/<int:customer_id>/orders',
+                                            'example_request_id': '256b89b50000007e',
+                                            'extra_queries': 37,
+                                            'fingerprint': '12e0d71309a4f151',
+                                            'max_per_request': 7,
+                                            'median_per_request': 3.5,
+                                            'query_id': 296,
+                                            'requests': 12,
+                                            'sql': 'SELECT order_items.id, order_items.order_id, '
+                                                   'order_items.product_id, order_items.quantity, '
+                                                   'order_items.unit_price_cents FROM order_items WHERE ? '
+                                                   '= order_item...'}],
+                            'minutes': 60,
+                            'n_plus_one': []})
     minutes: float
     n_plus_one: list[dict]
     duplicates: list[dict]
@@ -69,6 +117,38 @@ class IssuesResponse(BaseModel):
 
 
 class PlanResponse(BaseModel):
+    model_config = example({'analyze': False,
+                            'dialect': 'sqlite',
+                            'elapsed_ms': 0.12,
+                            'execution_ms': None,
+                            'expensive': ['SCAN products: full scan of products: every row is read'],
+                            'plan': [{'children': [],
+                                      'cost': None,
+                                      'detail': {},
+                                      'expensive': True,
+                                      'full_scan': True,
+                                      'index': None,
+                                      'label': 'SCAN products',
+                                      'node_type': 'SCAN',
+                                      'reasons': ['full scan of products: every row is read'],
+                                      'relation': 'products',
+                                      'rows': None}],
+                            'planning_ms': None,
+                            'rows': None,
+                            'sql': 'SELECT id, name FROM products WHERE price_cents > 1000',
+                            'substituted': None,
+                            'suggestions': [{'evidence': {'column': 'price_cents',
+                                                          'existing_indexes_lead_with': ['category'],
+                                                          'plan_node': 'SCAN products',
+                                                          'table': 'products'},
+                                             'kind': 'missing_index',
+                                             'message': 'Add an index on products.price_cents',
+                                             'sql': 'CREATE INDEX ix_products_price_cents ON products '
+                                                    '(price_cents);',
+                                             'why': 'The plan reads every row of products to filter or '
+                                                    'join on price_cents; an index lets the database go '
+                                                    'straight to the matching rows.'}],
+                            'total_cost': None})
     dialect: str
     sql: str
     analyze: bool
@@ -77,6 +157,30 @@ class PlanResponse(BaseModel):
 
 
 class DetailResponse(BaseModel):
+    model_config = example({'duration_ms': 0.076,
+                            'endpoint': '/products',
+                            'fingerprint': '67d6a186c3913754',
+                            'fingerprint_stats': {'calls': 20,
+                                                  'max_ms': 11.057,
+                                                  'mean_ms': 1.243,
+                                                  'minutes': 1440,
+                                                  'p95_ms': 7.168},
+                            'id': 308,
+                            'process': 'vm:22070',
+                            'request_id': '256b89b50000008f',
+                            'requests': [{'endpoint': '/products',
+                                          'method': 'GET',
+                                          'query_ms': 0.076,
+                                          'request_id': '256b89b50000008f',
+                                          'request_ms': 2.381,
+                                          'status': 200,
+                                          'time': '2026-11-26T22:34:45.487383+00:00',
+                                          'times_run': 1}],
+                            'rows': None,
+                            'sql': 'SELECT products.id, products.sku, products.name, '
+                                   'products.description, products.category, products.price_cents, '
+                                   'products.stock, products.created_at FROM prod...',
+                            'time': '2026-11-26T22:34:45.487383+00:00'})
     id: int
     time: str | None
     fingerprint: str
@@ -90,6 +194,45 @@ class DetailResponse(BaseModel):
 
 
 class OptimizeResponse(BaseModel):
+    model_config = example({'plan': {'analyze': False,
+                                     'dialect': 'sqlite',
+                                     'elapsed_ms': 4.33,
+                                     'execution_ms': None,
+                                     'expensive': [],
+                                     'plan': [{'children': [],
+                                               'cost': None,
+                                               'detail': {},
+                                               'expensive': False,
+                                               'full_scan': False,
+                                               'index': 'ix_products_category',
+                                               'label': 'SEARCH products USING INDEX ix_products_category '
+                                                        '(category=?)',
+                                               'node_type': 'SEARCH',
+                                               'reasons': [],
+                                               'relation': 'products',
+                                               'rows': None}],
+                                     'planning_ms': None,
+                                     'rows': None,
+                                     'sql': 'SELECT products.id, products.sku, products.name, '
+                                            'products.description, products.category, '
+                                            'products.price_cents, products.stock, products.created_at '
+                                            'FROM prod...',
+                                     'substituted': 'placeholders replaced by NULL',
+                                     'total_cost': None},
+                            'plan_error': None,
+                            'query': {'duration_ms': 0.076,
+                                      'endpoint': '/products',
+                                      'fingerprint': '67d6a186c3913754',
+                                      'id': 308,
+                                      'process': 'vm:22070',
+                                      'request_id': '256b89b50000008f',
+                                      'rows': None,
+                                      'sql': 'SELECT products.id, products.sku, products.name, '
+                                             'products.description, products.category, '
+                                             'products.price_cents, products.stock, products.created_at '
+                                             'FROM prod...',
+                                      'time': '2026-11-26T22:34:45.487383+00:00'},
+                            'suggestions': []})
     query: dict
     plan: dict | None
     plan_error: str | None
@@ -143,7 +286,7 @@ def get_slow(query: SlowQuery):
             "queries": svc.slow(_ops().store, threshold, query.minutes, query.limit)}
 
 
-@bp.get("/stats", responses={200: StatsResponse, **INPUT_ERRORS, **UNAVAILABLE},
+@bp.get("/stats", responses={200: QueryStatsResponse, **INPUT_ERRORS, **UNAVAILABLE},
         security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -162,7 +305,7 @@ def get_issues(query: StatsQuery):
     return {"minutes": query.minutes, **svc.issues(_ops().store, query.minutes)}
 
 
-@bp.get("/<int:query_id>", responses={200: DetailResponse, 404: ErrorBody, **AUTH_ERRORS,
+@bp.get("/<int:query_id>", responses={200: DetailResponse, 404: ErrorBody, **INPUT_ERRORS,
                                       **UNAVAILABLE}, security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -211,7 +354,7 @@ def post_explain(body: ExplainBody):
 
 
 @bp.get("/optimize/<int:query_id>", responses={200: OptimizeResponse, 404: ErrorBody,
-                                                409: ErrorBody, **AUTH_ERRORS,
+                                                409: ErrorBody, **INPUT_ERRORS,
                                                 **UNAVAILABLE}, security=SECURITY)
 @requires("viewer")
 @_guarded
@@ -222,3 +365,6 @@ def get_optimize(path: QueryPath):
     if result["plan"]:
         result["plan"].pop("raw", None)
     return result
+
+
+tidy_docs(bp)

@@ -18,8 +18,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, redis_handle,
-                                redis_unavailable)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
+                                redis_handle, redis_unavailable, tidy_docs)
 from dashapp.security import audit
 from dashapp.security.auth import current_principal
 from dashapp.security.roles import requires
@@ -76,7 +76,8 @@ class InstanceRow(BaseModel):
     default: bool
 
 
-class InstancesResponse(BaseModel):
+class RedisInstancesResponse(BaseModel):
+    model_config = example({'instances': [{'default': True, 'name': 'default'}]})
     instances: list[InstanceRow]
 
 
@@ -122,6 +123,46 @@ class Persistence(BaseModel):
 
 
 class StatusResponse(BaseModel):
+    model_config = example({'blocked_clients': 0,
+                            'config_file': None,
+                            'connected_clients': 30,
+                            'evicted_keys': 0,
+                            'executable': '/redis-server',
+                            'expired_keys': 719,
+                            'hit_rate': 0.9457,
+                            'instance': 'default',
+                            'keys': 214,
+                            'keyspace': [{'avg_ttl_ms': 59404, 'db': 1, 'expires': 4, 'keys': 4}],
+                            'keyspace_hits': 179125,
+                            'keyspace_misses': 10290,
+                            'maxclients': 10000,
+                            'maxmemory': 0,
+                            'maxmemory_policy': 'noeviction',
+                            'mode': 'standalone',
+                            'ops_per_sec': 532,
+                            'os': 'Linux 6.18.44-fc-v657 x86_64',
+                            'persistence': {'aof_enabled': False,
+                                            'aof_last_write_status': 'ok',
+                                            'aof_rewrite_in_progress': False,
+                                            'loading': False,
+                                            'rdb_bgsave_in_progress': False,
+                                            'rdb_changes_since_last_save': 120408,
+                                            'rdb_last_bgsave_status': 'ok',
+                                            'rdb_last_save_time': '2026-11-26T22:01:25+00:00',
+                                            'rdb_save': '',
+                                            'state': 'off',
+                                            'summary': 'none: data is lost when Redis restarts'},
+                            'rejected_connections': 0,
+                            'replication': {'connected_replicas': 0,
+                                            'repl_offset': 0,
+                                            'replicas': [],
+                                            'role': 'master'},
+                            'tcp_port': 6379,
+                            'total_commands': 399638,
+                            'uptime_human': '33 min 22 s',
+                            'uptime_seconds': 2002,
+                            'used_memory': 2734880,
+                            'version': '7.0.15'})
     instance: str
     version: str
     mode: str
@@ -167,7 +208,42 @@ class HistoryPoint(BaseModel):
     expired_per_s: float | None
 
 
-class MemoryResponse(BaseModel):
+class RedisMemoryResponse(BaseModel):
+    model_config = example({'allocator': 'jemalloc-5.3.0',
+                            'dataset': 1610296,
+                            'dataset_perc': 86.73,
+                            'fragmentation_bytes': 5935288,
+                            'fragmentation_ratio': 3.17,
+                            'history': [{'cache_hit_rate': None,
+                                         'clients': 28,
+                                         'evicted_per_s': None,
+                                         'expired_per_s': None,
+                                         'fragmentation': 3.19,
+                                         'hit_rate': None,
+                                         'keys': 182,
+                                         'maxmemory': 0,
+                                         'ops_per_sec': None,
+                                         'time': '2026-11-26T22:34:00+00:00',
+                                         'used_memory': 2740432,
+                                         'used_memory_peak': 3459952,
+                                         'used_memory_rss': 8798208}],
+                            'history_note': None,
+                            'instance': 'default',
+                            'lua': 36864,
+                            'maxmemory': 0,
+                            'maxmemory_human': 'unlimited',
+                            'maxmemory_policy': 'noeviction',
+                            'minutes': 60,
+                            'overhead': 1122800,
+                            'peak': 3459952,
+                            'peak_human': '3.3 MiB',
+                            'rss': 8667136,
+                            'rss_human': '8.3 MiB',
+                            'startup': 876328,
+                            'total_system_memory': 25276510208,
+                            'used': 2733096,
+                            'used_human': '2.6 MiB',
+                            'used_of_max': None})
     instance: str
     used: int
     used_human: str
@@ -216,7 +292,43 @@ class BigKey(BaseModel):
     length: int | None = Field(description="Elements, or bytes for a string")
 
 
-class KeysResponse(BaseModel):
+class RedisKeysResponse(BaseModel):
+    model_config = example({'biggest': [{'key': 'cache:product-lists:50a64bef69ac8f5ffda0db2684ce41b1',
+                                         'length': 3152,
+                                         'memory': 3688,
+                                         'namespace': 'cache',
+                                         'ttl_s': 26,
+                                         'type': 'string'}],
+                            'complete_scan': True,
+                            'db': 4,
+                            'dbsize': 75,
+                            'depth': 1,
+                            'elapsed_ms': 2.3,
+                            'estimate': False,
+                            'estimated_memory': 67336,
+                            'instance': 'default',
+                            'keyspace': [{'avg_ttl_ms': 59406, 'db': 1, 'expires': 4, 'keys': 4}],
+                            'memory_available': True,
+                            'memory_samples': 5,
+                            'namespaces': [{'avg_memory': 876,
+                                            'keys': 72,
+                                            'keys_margin': 0,
+                                            'memory': 63072,
+                                            'namespace': 'cache',
+                                            'sampled_keys': 72,
+                                            'sampled_memory': 63072,
+                                            'share': 0.96,
+                                            'types': {'hash': 5, 'set': 1, 'string': 64, 'zset': 2}}],
+                            'note': 'Exact: every key of db 4 was read (75 keys).',
+                            'requested_sample': 10000,
+                            'sample_size': 75,
+                            'sampled_memory': 67336,
+                            'scale': 1.0,
+                            'scan_calls': 1,
+                            'scan_count': 1000,
+                            'separator': ':',
+                            'stopped_early': False,
+                            'types': {'hash': 6, 'list': 1, 'set': 1, 'string': 65, 'zset': 2}})
     instance: str
     keyspace: list[DbRow]
     db: int
@@ -268,6 +380,31 @@ class ClientRow(BaseModel):
 
 
 class ClientsResponse(BaseModel):
+    model_config = example({'clients': [{'addr': '127.0.0.1:51390',
+                                         'age': 46,
+                                         'age_human': '46 s',
+                                         'cmd': 'client|list',
+                                         'db': 4,
+                                         'flags': 'N',
+                                         'id': 1111,
+                                         'idle': 0,
+                                         'idle_human': '0 s',
+                                         'laddr': '127.0.0.1:6379',
+                                         'lib_name': None,
+                                         'lib_ver': None,
+                                         'multi': -1,
+                                         'name': 'ops-console',
+                                         'omem': 0,
+                                         'own': True,
+                                         'psub': 0,
+                                         'qbuf': 50,
+                                         'resp': 3,
+                                         'sub': 0,
+                                         'tot_mem': 22298,
+                                         'user': 'default'}],
+                            'count': 30,
+                            'instance': 'default',
+                            'own_id': 1111})
     instance: str
     clients: list[ClientRow]
     count: int
@@ -275,6 +412,27 @@ class ClientsResponse(BaseModel):
 
 
 class KillResponse(BaseModel):
+    model_config = example({'client': {'addr': '127.0.0.1:33776',
+                                       'age': 1113,
+                                       'cmd': 'evalsha',
+                                       'db': 3,
+                                       'flags': 'N',
+                                       'id': 604,
+                                       'idle': 1081,
+                                       'laddr': '127.0.0.1:6379',
+                                       'lib_name': None,
+                                       'lib_ver': None,
+                                       'multi': -1,
+                                       'name': 'ops-console',
+                                       'omem': 0,
+                                       'psub': 0,
+                                       'qbuf': 0,
+                                       'resp': 3,
+                                       'sub': 0,
+                                       'tot_mem': 1800,
+                                       'user': 'default'},
+                            'instance': 'default',
+                            'killed': 604})
     instance: str
     killed: int
     client: dict[str, Any]
@@ -293,6 +451,11 @@ class SlowEntry(BaseModel):
 
 
 class SlowlogResponse(BaseModel):
+    model_config = example({'entries': [],
+                            'instance': 'default',
+                            'length': 0,
+                            'max_len': 128,
+                            'threshold_us': 10000})
     instance: str
     entries: list[SlowEntry]
     length: int
@@ -301,6 +464,7 @@ class SlowlogResponse(BaseModel):
 
 
 class ResetResponse(BaseModel):
+    model_config = example({'entries_removed': 0, 'instance': 'default', 'reset': True})
     instance: str
     reset: bool
     entries_removed: int
@@ -317,6 +481,16 @@ class CommandRow(BaseModel):
 
 
 class CommandStatsResponse(BaseModel):
+    model_config = example({'commands': [{'calls': 41005,
+                                          'command': 'evalsha',
+                                          'failed_calls': 2,
+                                          'rejected_calls': 0,
+                                          'time_share': 0.6198,
+                                          'usec': 1647771,
+                                          'usec_per_call': 40.18}],
+                            'instance': 'default',
+                            'total_calls': 399430,
+                            'total_usec': 2658351})
     instance: str
     commands: list[CommandRow]
     total_calls: int
@@ -334,6 +508,26 @@ class Advice(BaseModel):
 
 
 class AdviceResponse(BaseModel):
+    model_config = example({'advice': [{'figure': 'maxmemory',
+                                        'level': 'warn',
+                                        'message': 'maxmemory is 0 (unlimited): Redis grows until the '
+                                                   'operating system runs out of memory and kills it, '
+                                                   'with no eviction before that. Set maxmemory below the '
+                                                   'mac...',
+                                        'rule': 'maxmemory_unset',
+                                        'threshold': None,
+                                        'title': 'No memory limit is set',
+                                        'value': 0}],
+                            'figures': {'connected_clients': 30,
+                                        'evicted_keys': 0,
+                                        'maxclients': 10000,
+                                        'maxmemory': 0,
+                                        'mem_fragmentation_ratio': 3.18,
+                                        'rejected_connections': 0,
+                                        'slowlog_length': 0,
+                                        'slowlog_threshold_us': 10000,
+                                        'used_memory': 2731928},
+                            'instance': 'default'})
     instance: str
     advice: list[Advice]
     figures: dict[str, Any]
@@ -373,7 +567,7 @@ def _audit(action: str, outcome: str, target: str, **details) -> None:
 
 # ------------------------------------------------------------------ routes
 
-@bp.get("/instances", responses={200: InstancesResponse, **ERRORS}, security=SECURITY)
+@bp.get("/instances", responses={200: RedisInstancesResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 def instances():
     """The watched Redis servers by name (never their URLs)."""
@@ -390,7 +584,7 @@ def status(query: InstanceQuery):
     return failure if failure is not None else {"instance": query.instance, **data}
 
 
-@bp.get("/memory", responses={200: MemoryResponse, **ERRORS}, security=SECURITY)
+@bp.get("/memory", responses={200: RedisMemoryResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 def memory(query: MemoryQuery):
     """Used, peak, RSS, fragmentation, maxmemory and policy, dataset vs
@@ -411,7 +605,7 @@ def memory(query: MemoryQuery):
             "history_note": None if history else svc.history_note(ops.scheduler is not None)}
 
 
-@bp.get("/keys", responses={200: KeysResponse, **ERRORS}, security=SECURITY)
+@bp.get("/keys", responses={200: RedisKeysResponse, **ERRORS}, security=SECURITY)
 @requires("viewer")
 def keys(query: KeysQuery):
     """Keys per db, and keys, memory and biggest keys per namespace from a
@@ -502,3 +696,6 @@ def advice(query: InstanceQuery):
     clients piling up, slow commands, ...), each naming its figure."""
     data, failure = _call(query.instance, svc.advice)
     return failure if failure is not None else {"instance": query.instance, **data}
+
+
+tidy_docs(bp)

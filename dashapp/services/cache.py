@@ -375,8 +375,8 @@ def scan_keys(client: redis_lib.Redis, pattern: str = "*", cursor: int = 0,
 # ----------------------------------------------------------------- values
 
 def _cursor_int(cursor: str, what: str) -> int:
-    if not re.fullmatch(r"\d{1,20}", cursor or ""):
-        raise ValueError(f"cursor must be a non-negative integer ({what})")
+    if not re.fullmatch(r"\d{1,20}", cursor or "") or int(cursor) > 2**63 - 1:
+        raise ValueError(f"cursor must be an integer from 0 to 2**63-1 ({what})")
     return int(cursor)
 
 

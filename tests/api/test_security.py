@@ -20,6 +20,7 @@ def make_app(settings, redis_client):
     built = []
 
     def build(**update):
+        update = {"rate_limit_enabled": True, **update}
         dash_app = create_app(settings.model_copy(update=update))
         built.append(dash_app.server)
         return dash_app.server
