@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor, error,
-                                guarded, store_unavailable)
+                                example, guarded, store_unavailable)
 from dashapp.security.roles import requires
 from dashapp.services import users as svc
 
@@ -35,6 +35,14 @@ MAX_ID = 2_147_483_647  # ids are 32-bit integers in the store
 # ------------------------------------------------------------------ models
 
 class UserOut(BaseModel):
+    model_config = example({'id': 2,
+                            'username': 'alice',
+                            'role': 'operator',
+                            'active': True,
+                            'created_at': '2026-11-20T09:12:44+00:00',
+                            'last_login_at': '2026-11-26T08:03:10+00:00',
+                            'tokens': 1})
+
     id: int
     username: str
     role: str = Field(description="viewer, operator or admin")
@@ -45,15 +53,41 @@ class UserOut(BaseModel):
 
 
 class UserCreated(UserOut):
+    model_config = example({'id': 2,
+                            'username': 'alice',
+                            'role': 'operator',
+                            'active': True,
+                            'created_at': '2026-11-20T09:12:44+00:00',
+                            'last_login_at': None,
+                            'tokens': 0,
+                            'password': 'kT8-vQ2pZr7xWmN4'})
+
     password: str | None = Field(description="The generated password, shown once; null "
                                              "when you sent one")
 
 
 class UserList(BaseModel):
+    model_config = example({'users': [{'id': 1,
+                                       'username': 'admin',
+                                       'role': 'admin',
+                                       'active': True,
+                                       'created_at': '2026-11-20T09:12:44+00:00',
+                                       'last_login_at': '2026-11-26T08:03:10+00:00',
+                                       'tokens': 1},
+                                      {'id': 2,
+                                       'username': 'alice',
+                                       'role': 'operator',
+                                       'active': True,
+                                       'created_at': '2026-11-20T09:12:44+00:00',
+                                       'last_login_at': '2026-11-26T08:03:10+00:00',
+                                       'tokens': 1}]})
+
     users: list[UserOut]
 
 
 class NewUser(BaseModel):
+    model_config = example({'username': 'alice', 'role': 'operator'})
+
     username: str = Field(min_length=1, max_length=64, pattern=svc.USERNAME_RE.pattern,
                           description="Letters, digits and _ . @ - (1 to 64)")
     role: str = Field("viewer", pattern=ROLE_PATTERN)
@@ -63,18 +97,31 @@ class NewUser(BaseModel):
 
 
 class UserChange(BaseModel):
+    model_config = example({'role': 'viewer', 'active': True})
+
     role: str | None = Field(None, pattern=ROLE_PATTERN)
     active: bool | None = Field(None, description="false deactivates: ends the user's "
                                                  "sessions, their tokens stop working")
 
 
 class PasswordReset(BaseModel):
+    model_config = example({'password': 'a-long-new-passphrase'})
+
     password: str | None = Field(None, min_length=svc.MIN_PASSWORD,
                                  max_length=svc.MAX_PASSWORD,
                                  description="Omit to generate one (returned once)")
 
 
 class PasswordResult(BaseModel):
+    model_config = example({'user': {'id': 2,
+                                     'username': 'alice',
+                                     'role': 'operator',
+                                     'active': True,
+                                     'created_at': '2026-11-20T09:12:44+00:00',
+                                     'last_login_at': '2026-11-26T08:03:10+00:00',
+                                     'tokens': 1},
+                            'password': None})
+
     user: UserOut
     password: str | None = Field(description="The generated password, shown once; null "
                                              "when you sent one")
@@ -98,12 +145,25 @@ class ActiveQuery(BaseModel):
 
 
 class NewToken(BaseModel):
+    model_config = example({'name': 'deploy script', 'expires_in_days': 30})
+
     name: str = Field("", max_length=100, description="A label, e.g. what script uses it")
     expires_in_days: int | None = Field(30, ge=1, le=svc.MAX_TOKEN_DAYS,
                                         description="Lifetime in days; null for no expiry")
 
 
 class TokenOut(BaseModel):
+    model_config = example({'id': 7,
+                            'user_id': 2,
+                            'username': 'alice',
+                            'name': 'deploy script',
+                            'prefix': 'ops_Xq3vT9aB',
+                            'created_at': '2026-11-21T10:00:00+00:00',
+                            'expires_at': '2026-12-21T10:00:00+00:00',
+                            'last_used_at': '2026-11-26T07:55:02+00:00',
+                            'revoked_at': None,
+                            'status': 'active'})
+
     id: int
     user_id: int
     username: str
@@ -117,11 +177,34 @@ class TokenOut(BaseModel):
 
 
 class TokenCreated(TokenOut):
+    model_config = example({'id': 7,
+                            'user_id': 2,
+                            'username': 'alice',
+                            'name': 'deploy script',
+                            'prefix': 'ops_Xq3vT9aB',
+                            'created_at': '2026-11-21T10:00:00+00:00',
+                            'expires_at': '2026-12-21T10:00:00+00:00',
+                            'last_used_at': None,
+                            'revoked_at': None,
+                            'status': 'active',
+                            'token': 'ops_Xq3vT9aBexampleexampleexampleexample12'})
+
     token: str = Field(description="Send as 'Authorization: Bearer <token>'. Shown once; "
                                    "only its hash is stored.")
 
 
 class TokenList(BaseModel):
+    model_config = example({'tokens': [{'id': 7,
+                                        'user_id': 2,
+                                        'username': 'alice',
+                                        'name': 'deploy script',
+                                        'prefix': 'ops_Xq3vT9aB',
+                                        'created_at': '2026-11-21T10:00:00+00:00',
+                                        'expires_at': '2026-12-21T10:00:00+00:00',
+                                        'last_used_at': '2026-11-26T07:55:02+00:00',
+                                        'revoked_at': None,
+                                        'status': 'active'}]})
+
     tokens: list[TokenOut]
 
 
