@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashapp.security import audit
-from dashapp.security.auth import action_allowed, current_principal
+from dashapp.security.auth import action_allowed
 from dashapp.services import users as svc
 from dashapp.store import _short_error
 from dashapp.ui import admin as ui
@@ -61,16 +61,6 @@ HIDDEN = {"display": "none"}
 
 def _store():
     return current_app.extensions["ops"].store
-
-
-def _is_admin() -> bool:
-    principal = current_principal()
-    return principal is not None and principal.role == "admin"
-
-
-def _role() -> str | None:
-    principal = current_principal()
-    return principal.role if principal else None
 
 
 def _opt(value: Any) -> str | None:
@@ -137,9 +127,9 @@ def _filters(actors: list[dict], actions: list[dict]) -> html.Div:
 def layout(**_query):
     header_text = ("Audit trail", "Who did what, to which target, with what outcome, "
                    "from where and when.")
-    if not _is_admin():
+    if not ui.caller_is_admin():
         action_allowed("admin", "view_page", "audit page")  # audits the denial
-        return html.Div([page_header(*header_text), ui.admin_required_card(_role())])
+        return html.Div([page_header(*header_text), ui.admin_required_card(ui.caller_role())])
     rows, info, actors, actions, status = render(audit_filter())
     actions_bar = [
         dbc.Switch(id=LIVE_SWITCH, value=True, label="Live", class_name="ops-admin-live"),

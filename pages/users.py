@@ -21,7 +21,7 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.security.auth import action_allowed, current_principal
+from dashapp.security.auth import action_allowed
 from dashapp.services import users as svc
 from dashapp.store import _short_error
 from dashapp.ui import admin as ui
@@ -95,16 +95,6 @@ HIDDEN = {"display": "none"}
 
 def _store():
     return current_app.extensions["ops"].store
-
-
-def _is_admin() -> bool:
-    principal = current_principal()
-    return principal is not None and principal.role == "admin"
-
-
-def _role() -> str | None:
-    principal = current_principal()
-    return principal.role if principal else None
 
 
 def _admin(action: str, target: str) -> str | None:
@@ -248,9 +238,9 @@ def _button(label: str, id: str, icon: str, kind: str = "outline-secondary") -> 
 def layout(**_query):
     title = ("Users", "Accounts, roles, password resets and API tokens. Every change is "
                       "in the audit trail.")
-    if not _is_admin():
+    if not ui.caller_is_admin():
         action_allowed("admin", "view_page", "users page")  # audits the denial
-        return html.Div([page_header(*title), ui.admin_required_card(_role())])
+        return html.Div([page_header(*title), ui.admin_required_card(ui.caller_role())])
     status, style, rows, options = render_users()
     if rows is no_update:
         rows, options = [], []
@@ -369,7 +359,7 @@ def select_user(rows, _data, selected):
         user_id = row.get("id") if row else None
     else:
         user_id = (selected or {}).get("id")
-    if not _is_admin():
+    if not ui.caller_is_admin():
         return selection_state(None)
     return selection_state(_user(user_id))
 
@@ -639,7 +629,7 @@ def submit_token(n_clicks, user_value, name, expiry):
           prevent_initial_call=True)
 def select_token(rows):
     row = (rows or [None])[0]
-    if not row or not _is_admin():
+    if not row or not ui.caller_is_admin():
         return None, "Click a token to revoke it.", True
     text = html.Span(["Selected: ", html.Strong(row["prefix"]), f" of {row['username']}",
                       f" ({row['status']})"])

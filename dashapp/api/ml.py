@@ -13,7 +13,7 @@ from typing import Literal
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
@@ -85,33 +85,34 @@ class ModelsResponse(BaseModel):
                                            "headline {name, value}")
 
 
+# One evaluation, as GET /api/ml/models/<name>/metrics answers it.
+_EVAL_EXAMPLE = {'classes': ['0'],
+                  'metrics': {'accuracy': 0.958,
+                              'confusion_matrix': {'labels': ['0'], 'matrix': [[49]]},
+                              'f1': 0.9547,
+                              'n': 143,
+                              'per_class': [{'f1': 0.9423,
+                                             'label': '0',
+                                             'precision': 0.9608,
+                                             'recall': 0.9245,
+                                             'support': 53}],
+                              'pr_curves': [{'average_precision': 0.9971,
+                                             'label': '1',
+                                             'precision': [0.6294],
+                                             'recall': [1.0]}],
+                              'precision': 0.9587,
+                              'recall': 0.9512,
+                              'roc_auc': 0.995,
+                              'roc_curves': [{'auc': 0.995, 'fpr': [0.0], 'label': '1', 'tpr': [0.0]}]},
+                  'name': 'churn',
+                  'source': 'eval',
+                  'task': 'classification',
+                  'time': '2026-11-26T22:33:58.111154+00:00',
+                  'version': '1.0.0'}
+
+
 class ModelMetricsResponse(BaseModel):
-    model_config = example({'classes': ['0'],
-                            'metrics': {'accuracy': 0.958,
-                                        'confusion_matrix': {'labels': ['0'], 'matrix': [[49]]},
-                                        'f1': 0.9547,
-                                        'n': 143,
-                                        'per_class': [{'f1': 0.9423,
-                                                       'label': '0',
-                                                       'precision': 0.9608,
-                                                       'recall': 0.9245,
-                                                       'support': 53}],
-                                        'pr_curves': [{'average_precision': 0.9971,
-                                                       'label': '1',
-                                                       'precision': [0.6294],
-                                                       'recall': [1.0]}],
-                                        'precision': 0.9587,
-                                        'recall': 0.9512,
-                                        'roc_auc': 0.995,
-                                        'roc_curves': [{'auc': 0.995,
-                                                        'fpr': [0.0],
-                                                        'label': '1',
-                                                        'tpr': [0.0]}]},
-                            'name': 'churn',
-                            'source': 'eval',
-                            'task': 'classification',
-                            'time': '2026-11-26T22:33:58.111154+00:00',
-                            'version': '1.0.0'}, extra="allow")
+    model_config = example(_EVAL_EXAMPLE, extra="allow")
     name: str
     version: str
     task: str
@@ -122,61 +123,13 @@ class ModelMetricsResponse(BaseModel):
 
 class ModelResponse(BaseModel):
     """A per-model answer; the fields are listed in the route's description."""
-    model_config = example({'a': {'classes': ['0'],
-                                  'metrics': {'accuracy': 0.9301,
-                                              'confusion_matrix': {'labels': ['0'], 'matrix': [[46]]},
-                                              'f1': 0.9238,
-                                              'n': 143,
-                                              'per_class': [{'f1': 0.902,
-                                                             'label': '0',
-                                                             'precision': 0.9388,
-                                                             'recall': 0.8679,
-                                                             'support': 53}],
-                                              'pr_curves': [{'average_precision': 0.9904,
-                                                             'label': '1',
-                                                             'precision': [0.6294],
-                                                             'recall': [1.0]}],
-                                              'precision': 0.9322,
-                                              'recall': 0.9173,
-                                              'roc_auc': 0.9858,
-                                              'roc_curves': [{'auc': 0.9858,
-                                                              'fpr': [0.0],
-                                                              'label': '1',
-                                                              'tpr': [0.0]}]},
-                                  'name': 'churn',
-                                  'source': 'eval',
-                                  'task': 'classification',
-                                  'time': '2026-11-26T22:33:58.111145+00:00',
-                                  'version': '0.9.0'},
-                            'b': {'classes': ['0'],
-                                  'metrics': {'accuracy': 0.958,
-                                              'confusion_matrix': {'labels': ['0'], 'matrix': [[49]]},
-                                              'f1': 0.9547,
-                                              'n': 143,
-                                              'per_class': [{'f1': 0.9423,
-                                                             'label': '0',
-                                                             'precision': 0.9608,
-                                                             'recall': 0.9245,
-                                                             'support': 53}],
-                                              'pr_curves': [{'average_precision': 0.9971,
-                                                             'label': '1',
-                                                             'precision': [0.6294],
-                                                             'recall': [1.0]}],
-                                              'precision': 0.9587,
-                                              'recall': 0.9512,
-                                              'roc_auc': 0.995,
-                                              'roc_curves': [{'auc': 0.995,
-                                                              'fpr': [0.0],
-                                                              'label': '1',
-                                                              'tpr': [0.0]}]},
-                                  'name': 'churn',
-                                  'source': 'eval',
-                                  'task': 'classification',
-                                  'time': '2026-11-26T22:33:58.111154+00:00',
-                                  'version': '1.0.0'},
-                            'name': 'churn',
-                            'rows': [{'a': 0.9301, 'b': 0.958, 'change': 0.028, 'metric': 'accuracy'}],
-                            'task': 'classification'}, extra="allow")
+    model_config = example({
+        "a": {**_EVAL_EXAMPLE, "version": "0.9.0",
+              "metrics": {**_EVAL_EXAMPLE["metrics"], "accuracy": 0.9301}},
+        "b": _EVAL_EXAMPLE,
+        "name": "churn",
+        "rows": [{"a": 0.9301, "b": 0.958, "change": 0.028, "metric": "accuracy"}],
+        "task": "classification"}, extra="allow")
     name: str
 
 

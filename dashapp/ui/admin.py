@@ -31,6 +31,17 @@ def fmt_time(value: str | None) -> str:
 
 # ----------------------------------------------------------- refusal
 
+def caller_role() -> str | None:
+    """The role of this request's caller (None when signed out)."""
+    from dashapp.security.auth import current_principal
+    principal = current_principal()
+    return principal.role if principal else None
+
+
+def caller_is_admin() -> bool:
+    return caller_role() == "admin"
+
+
 def admin_required_card(role: str | None) -> html.Div:
     """What a non-admin sees instead of an admin page: no data at all."""
     you = f"You are signed in as {role}." if role else "You are not signed in."
