@@ -29,7 +29,7 @@ dash.register_page(__name__, **page_options("endpoints"))
 REFRESH_MS = 10_000
 DEFAULT_MINUTES = 60
 ERRORS_LIMIT = 200
-SHARED_SECONDS = 2.0  # figures shared by every viewer of a window (refresh: 5 s)
+SHARED_SECONDS = 4.0  # figures shared by every viewer of a window (refresh: 5 s)
 SLOW_LIMIT = 20
 STORE_NAME = "The console's store"
 
