@@ -59,7 +59,7 @@ def test_jobs_page_progress_traceback_retry_and_cancel(browser, jobs_console):
                                   has=page.locator(".ops-jobs-cell--failed"))
         failed_row.first.wait_for()
         failed_row.first.locator("[col-id='name']").click()
-        page.wait_for_selector("#jobs-detail-traceback")
+        page.locator("#jobs-detail-traceback").wait_for()
         trace = page.inner_text("#jobs-detail-traceback")
         assert "RuntimeError: first call fails" in trace and "host_flaky" in trace
         assert '"token": "***"' in page.inner_text("#jobs-detail-args")
