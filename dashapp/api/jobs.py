@@ -207,21 +207,25 @@ class TimelineResponse(BaseModel):
     runs: list[dict] = Field(description="time, job_id, name, status, duration_ms, id")
 
 
+# One command, as the job routes answer it.
+_COMMAND_EXAMPLE = {'action': 'pause',
+                     'claimed_at': '2026-11-26T22:34:59.992+00:00',
+                     'claimed_by': 'vm:22070',
+                     'created_at': '2026-11-26T22:34:59.541+00:00',
+                     'finished_at': '2026-11-26T22:35:00.004+00:00',
+                     'id': 1,
+                     'job_id': 'cache_refresh',
+                     'message': 'Paused: no run starts until it is resumed.',
+                     'outcome': 'ok',
+                     'process': 'vm:22070',
+                     'requested_by': 'admin',
+                     'result_run_id': None,
+                     'run_id': None,
+                     'status': 'done'}
+
+
 class Command(BaseModel):
-    model_config = example({'action': 'pause',
-                            'claimed_at': '2026-11-26T22:34:59.992+00:00',
-                            'claimed_by': 'vm:22070',
-                            'created_at': '2026-11-26T22:34:59.541+00:00',
-                            'finished_at': '2026-11-26T22:35:00.004+00:00',
-                            'id': 1,
-                            'job_id': 'cache_refresh',
-                            'message': 'Paused: no run starts until it is resumed.',
-                            'outcome': 'ok',
-                            'process': 'vm:22070',
-                            'requested_by': 'admin',
-                            'result_run_id': None,
-                            'run_id': None,
-                            'status': 'done'})
+    model_config = example(_COMMAND_EXAMPLE)
     id: int
     action: str
     job_id: str
@@ -240,20 +244,7 @@ class Command(BaseModel):
 
 class ActionResponse(BaseModel):
     model_config = example({'action': 'pause',
-                            'commands': [{'action': 'pause',
-                                          'claimed_at': '2026-11-26T22:34:59.992+00:00',
-                                          'claimed_by': 'vm:22070',
-                                          'created_at': '2026-11-26T22:34:59.541+00:00',
-                                          'finished_at': '2026-11-26T22:35:00.004+00:00',
-                                          'id': 1,
-                                          'job_id': 'cache_refresh',
-                                          'message': 'Paused: no run starts until it is resumed.',
-                                          'outcome': 'ok',
-                                          'process': 'vm:22070',
-                                          'requested_by': 'admin',
-                                          'result_run_id': None,
-                                          'run_id': None,
-                                          'status': 'done'}],
+                            'commands': [_COMMAND_EXAMPLE],
                             'job_id': 'cache_refresh',
                             'message': 'Paused: no run starts until it is resumed.',
                             'outcome': 'ok',
