@@ -131,6 +131,22 @@ def wait_js(page, expression: str, arg=None, timeout: float = 30000) -> None:
         page.wait_for_timeout(100)
 
 
+def click_until(target, shows, tries: int = 3, each: float = 10000) -> None:
+    """Click `target` until the locator `shows` is visible.
+
+    A live grid re-draws its rows while it refreshes; a click that lands on a
+    row in the middle of that re-draw is lost, and a user would click again."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for attempt in range(tries):
+        target.click()
+        try:
+            shows.wait_for(timeout=each)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+
+
 class PageWatch:
     """What went wrong in the browser while a test drove a page."""
 

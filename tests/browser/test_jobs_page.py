@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import running_console, sign_in_page
+from tests.browser.conftest import click_until, running_console, sign_in_page
 from tests.conftest import PG_URL
 from tests.integration.jobs_host import running_host
 
@@ -58,8 +58,8 @@ def test_jobs_page_progress_traceback_retry_and_cancel(browser, jobs_console):
         failed_row = page.locator("#jobs-history-grid .ag-row",
                                   has=page.locator(".ops-jobs-cell--failed"))
         failed_row.first.wait_for()
-        failed_row.first.locator("[col-id='name']").click()
-        page.locator("#jobs-detail-traceback").wait_for()
+        click_until(failed_row.first.locator("[col-id='name']"),
+                    page.locator("#jobs-detail-traceback"))
         trace = page.inner_text("#jobs-detail-traceback")
         assert "RuntimeError: first call fails" in trace and "host_flaky" in trace
         assert '"token": "***"' in page.inner_text("#jobs-detail-args")
