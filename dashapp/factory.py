@@ -45,7 +45,6 @@ class Ops:
     demo_error: str | None = None
     scheduler: Any = None
     # (monotonic time, figures) of the overview's request/SQL figures.
-    _api_figures_cache: tuple[float, Any] | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _closed: bool = False
 

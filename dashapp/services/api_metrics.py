@@ -143,39 +143,85 @@ def _epoch_seconds(times: pd.Series) -> np.ndarray:
     return ((stamps - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)).to_numpy()
 
 
-def _series(rows: list, start: datetime, end: datetime, bucket: int) -> pd.DataFrame:
-    """Per-bucket count, errors, client errors and percentiles of `rows`
-    ((time, status, duration_ms) tuples); every bucket of the window present."""
+def _series(groups: dict[int, tuple], start: datetime, end: datetime,
+            bucket: int) -> pd.DataFrame:
+    """Per-bucket count, errors, client errors and percentiles; every bucket
+    of the window present. `groups` maps a bucket's start (epoch seconds) to
+    (count, errors, client_errors, {"p50_ms", "p95_ms", "p99_ms"})."""
     first = int(start.timestamp()) // bucket * bucket
     last = int(end.timestamp()) // bucket * bucket
-    starts = np.arange(first, last + bucket, bucket)
-    # plain tuples: pandas builds a frame from Row objects several times slower
-    df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "status", "duration_ms"])
-    if len(df):
-        df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
-    else:
-        df["bucket"] = pd.Series(dtype="int64")
-    groups = {key: g for key, g in df.groupby("bucket")} if len(df) else {}
     records = []
-    for b in starts:
-        g = groups.get(int(b))
-        if g is None:
-            count = errors = client = 0
-            pct = percentiles([])
-        else:
-            status = g["status"].to_numpy()
-            count = int(len(g))
-            errors = int((status >= 500).sum())
-            client = int(((status >= 400) & (status < 500)).sum())
-            pct = percentiles(g["duration_ms"].to_numpy())
+    for b in range(first, last + bucket, bucket):
+        count, errors, client, pct = groups.get(b) or (0, 0, 0, percentiles([]))
         records.append({
-            "time": datetime.fromtimestamp(int(b), timezone.utc),
+            "time": datetime.fromtimestamp(b, timezone.utc),
             "count": count, "errors": errors, "client_errors": client,
             "error_rate": _rate(errors, count),
             "rps": count / bucket, **pct})
     return pd.DataFrame(records, columns=[
         "time", "count", "errors", "client_errors", "error_rate", "rps",
         "p50_ms", "p95_ms", "p99_ms"])
+
+
+def _pct_of(values) -> dict[str, float | None]:
+    """{"p50_ms", ...} from percentile_cont's array (None when no rows)."""
+    if values is None:
+        return percentiles([])
+    return {f"p{q}_ms": (None if v is None else float(v))
+            for q, v in zip(PERCENTILES, values)}
+
+
+_PG_PCT = ("percentile_cont(ARRAY[" + ", ".join(str(q / 100) for q in PERCENTILES)
+           + "]) WITHIN GROUP (ORDER BY duration_ms)")
+
+
+def _exact_window(conn, cond, start: datetime, end: datetime,
+                  bucket: int) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Totals (count, errors, client_errors, mean_ms, max_ms, exact
+    percentiles) and the per-bucket series of the raw rows matching `cond`.
+
+    On PostgreSQL the database computes both with percentile_cont (the same
+    linear interpolation as numpy), so only one row per bucket crosses the
+    wire, however many requests the window holds; elsewhere (SQLite, the
+    single-process embedded store) the rows are read and numpy computes them.
+    """
+    if conn.dialect.name == "postgresql":
+        figures = (func.count().label("count"),
+                   func.sum(case((_t.c.status >= 500, 1), else_=0)).label("errors"),
+                   func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1),
+                                 else_=0)).label("client"),
+                   text(_PG_PCT))
+        b = (func.floor(func.extract("epoch", _t.c.time) / bucket) * bucket).label("b")
+        groups = {int(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0), _pct_of(r[4]))
+                  for r in conn.execute(select(b, *figures).where(cond).group_by(b))}
+        total = conn.execute(select(*figures, func.sum(_t.c.duration_ms),
+                                    func.max(_t.c.duration_ms)).where(cond)).one()
+        count = int(total[0])
+        return ({"count": count, "errors": int(total[1] or 0),
+                 "client_errors": int(total[2] or 0),
+                 "mean_ms": float(total[4]) / count if count else None,
+                 "max_ms": float(total[5]) if count else None, **_pct_of(total[3])},
+                _series(groups, start, end, bucket))
+    rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms).where(cond)).all()
+    # plain tuples: pandas builds a frame from Row objects several times slower
+    df = pd.DataFrame([tuple(r) for r in rows], columns=["time", "status", "duration_ms"])
+    groups = {}
+    if len(df):
+        df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
+        for key, g in df.groupby("bucket"):
+            status = g["status"].to_numpy()
+            groups[int(key)] = (int(len(g)), int((status >= 500).sum()),
+                                int(((status >= 400) & (status < 500)).sum()),
+                                percentiles(g["duration_ms"].to_numpy()))
+    durations = df["duration_ms"].to_numpy(dtype=float)
+    status = df["status"].to_numpy(dtype=int)
+    count = len(df)
+    return ({"count": count, "errors": int((status >= 500).sum()),
+             "client_errors": int(((status >= 400) & (status < 500)).sum()),
+             "mean_ms": float(durations.mean()) if count else None,
+             "max_ms": float(durations.max()) if count else None,
+             **percentiles(durations)},
+            _series(groups, start, end, bucket))
 
 
 def _series_records(df: pd.DataFrame) -> list[dict]:
@@ -244,16 +290,20 @@ def _exact_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame
                   func.sum(_t.c.duration_ms).label("total_ms"),
                   func.max(_t.c.duration_ms).label("max_ms"))
            .where(in_window).group_by(_t.c.endpoint, _t.c.method))
+    postgres = store.engine.dialect.name == "postgresql"
+    if postgres:  # exact percentiles computed by the database (see _exact_window)
+        agg = agg.add_columns(text(_PG_PCT))
     raw = select(_t.c.endpoint, _t.c.method, _t.c.duration_ms).where(in_window)
     with store.engine.connect() as conn:
         groups = conn.execute(agg).all()
-        durations = conn.execute(raw).all() if groups else []
+        durations = conn.execute(raw).all() if groups and not postgres else []
     by_group: dict[tuple[str, str], list[float]] = {}
     for endpoint, method, duration in durations:
         by_group.setdefault((endpoint, method), []).append(duration)
     return _summary_frame([
         _summary_row(g.endpoint, g.method, int(g.count), int(g.errors or 0),
                      int(g.client_errors or 0), float(g.total_ms), float(g.max_ms),
+                     _pct_of(g[7]) if postgres else
                      percentiles(by_group.get((g.endpoint, g.method), [])))
         for g in groups])
 
@@ -468,8 +518,7 @@ def endpoint_detail(store: Store, endpoint: str, method: str | None = None,
                                  .limit(1)).first()
         if known is None:
             return None
-        rows = [] if rolled else conn.execute(
-            select(_t.c.time, _t.c.status, _t.c.duration_ms).where(cond)).all()
+        exact = None if rolled else _exact_window(conn, cond, start, end, bucket)
         statuses = conn.execute(select(_t.c.status, func.count().label("count"))
                                 .where(cond).group_by(_t.c.status)
                                 .order_by(_t.c.status)).all()
@@ -492,17 +541,9 @@ def endpoint_detail(store: Store, endpoint: str, method: str | None = None,
                    "max_ms": total.max_ms if total.count else None,
                    **total.percentiles(), "percentiles": "histogram"}
     else:
-        series = _series(rows, start, end, bucket)
-        durations = np.array([r[2] for r in rows], dtype=float)
-        status = np.array([r[1] for r in rows], dtype=int)
-        count = len(rows)
-        errors = int((status >= 500).sum()) if count else 0
-        client = int(((status >= 400) & (status < 500)).sum()) if count else 0
-        figures = {"count": count, "errors": errors, "client_errors": client,
-                   "error_rate": _rate(errors, count),
-                   "mean_ms": float(durations.mean()) if count else None,
-                   "max_ms": float(durations.max()) if count else None,
-                   **percentiles(durations), "percentiles": "exact"}
+        figures, series = exact
+        figures = {**figures, "error_rate": _rate(figures["errors"], figures["count"]),
+                   "percentiles": "exact"}
     return {
         "endpoint": endpoint, "method": method,
         "methods": sorted(methods), "minutes": minutes, "bucket_seconds": bucket,
@@ -574,18 +615,14 @@ def performance(store: Store, minutes: int = 60, bucket: int | None = None, *,
                 "rps": total.count / (minutes * 60), **total.percentiles(),
                 "percentiles": "histogram", "series": _series_records(series)}
     with store.engine.connect() as conn:
-        rows = conn.execute(select(_t.c.time, _t.c.status, _t.c.duration_ms)
-                            .where(_t.c.time >= start).where(_t.c.time <= end)).all()
-    series = _series(rows, start, end, bucket)
-    status = np.array([r[1] for r in rows], dtype=int)
-    count = len(rows)
-    errors = int((status >= 500).sum()) if count else 0
-    client = int(((status >= 400) & (status < 500)).sum()) if count else 0
+        figures, series = _exact_window(conn, (_t.c.time >= start) & (_t.c.time <= end),
+                                        start, end, bucket)
+    count = figures["count"]
     return {"minutes": minutes, "bucket_seconds": bucket, "count": count,
-            "errors": errors, "client_errors": client, "error_rate": _rate(errors, count),
-            "rps": count / (minutes * 60),
-            **percentiles([r[2] for r in rows]), "percentiles": "exact",
-            "series": _series_records(series)}
+            "errors": figures["errors"], "client_errors": figures["client_errors"],
+            "error_rate": _rate(figures["errors"], count), "rps": count / (minutes * 60),
+            **{k: figures[k] for k in ("p50_ms", "p95_ms", "p99_ms")},
+            "percentiles": "exact", "series": _series_records(series)}
 
 
 def requests_sql(store: Store, request_id: str) -> dict[str, Any]:

@@ -57,3 +57,9 @@ def shared(owner: Any, key: Hashable, ttl: float, compute: Callable[[], Any]) ->
         with _lock:
             _flights.pop(flight_key, None)
         flight.done.set()
+
+
+def forget(owner: Any) -> None:
+    """Drop every entry of `owner` (the next caller computes afresh)."""
+    with _lock:
+        _entries.pop(owner, None)

@@ -188,16 +188,16 @@ API_FIGURES_TTL = 4.0  # seconds: every open overview polls every 5 s
 
 def _cached_api_figures(ops) -> dict[str, Any] | None:
     """_api_figures, computed at most once per API_FIGURES_TTL per console
-    process however many people keep the overview open."""
-    cached = ops._api_figures_cache
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < API_FIGURES_TTL:
-        return cached[1]
-    figures = _api_figures(ops.store, ops.settings.slow_query_ms)
-    if figures is not None:
-        figures["operations"] = _operations_figures(ops)
-    ops._api_figures_cache = (now, figures)
-    return figures
+    process however many people keep the overview open (one computes, the
+    others wait for its result)."""
+    from dashapp.services.memo import shared
+
+    def compute():
+        figures = _api_figures(ops.store, ops.settings.slow_query_ms)
+        if figures is not None:
+            figures["operations"] = _operations_figures(ops)
+        return figures
+    return shared(ops.store, "overview-figures", API_FIGURES_TTL, compute)
 
 
 def _operations_figures(ops) -> dict[str, Any]:
