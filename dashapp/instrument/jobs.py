@@ -179,10 +179,13 @@ def report_progress(fraction: float, message: str = "") -> bool:
 
 
 def cancelled() -> bool:
-    """True once the console asked the current run to stop. An in-memory
-    check (the hook's thread keeps it current), cheap enough for a loop."""
+    """True once the console asked the current run to stop, or once the
+    process is shutting down (the monitor is closing: a job that checks
+    stops between steps instead of holding the exit until it is done). An
+    in-memory check (the hook's thread keeps it current), cheap enough for a
+    loop."""
     run = CURRENT_RUN.get()
-    if run is None or not run.cancel_requested:
+    if run is None or not (run.cancel_requested or run.hook._stop.is_set()):
         return False
     run.saw_cancel = True
     return True
@@ -447,6 +450,7 @@ class JobsHook:
         except JobCancelled as exc:
             status = "cancelled"
             note = (str(exc) or "The job stopped when asked to.")[:500] if run.cancel_requested \
+                else "Stopped: its process was shutting down." if self._stop.is_set() \
                 else (str(exc) or "The job cancelled itself.")[:500]
             return None
         except BaseException as exc:

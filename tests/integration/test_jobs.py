@@ -209,6 +209,37 @@ def test_cancel_a_running_job_cooperatively(host, client, operator, viewer, admi
                for e in audit_events(client, admin, "job_cancel"))
 
 
+def test_closing_the_monitor_stops_a_job_that_checks(host, client, viewer):
+    """A process shutting down (monitor.close(), as on SIGTERM) does not wait
+    for a long job that checks cancelled(): it stops at its next check and
+    the run says why."""
+    scheduler, mon = host()
+    started, ended = threading.Event(), threading.Event()
+
+    def rebuild_index(items=400):
+        started.set()
+        try:
+            for i in range(items):
+                if cancelled():
+                    raise JobCancelled(f"stopped after {i} items")
+                time.sleep(0.05)
+        finally:
+            ended.set()
+
+    scheduler.add_job(rebuild_index, "interval", hours=1, id="index", name="Rebuild index",
+                      next_run_time=soon())
+    scheduler.start()
+    assert started.wait(10)
+    running = wait_until(lambda: run_with(client, viewer, "index", "running", "active"))
+    scheduler.shutdown(wait=False)
+    mon.close()
+    assert ended.wait(2), "the job ran on after its monitor closed"
+    run = wait_until(lambda: (lambda r: r if r["status"] != "running" else None)(
+        client.get(f"/api/jobs/{running['id']}", headers=viewer).get_json()))
+    assert run["status"] == "cancelled" and run["cancel_requested"] is False
+    assert run["note"] == "Stopped: its process was shutting down."
+
+
 def test_a_job_that_never_checks_is_not_called_cancelled(host, client, operator, viewer):
     scheduler, mon = host()
     release = threading.Event()
