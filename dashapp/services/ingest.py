@@ -25,7 +25,8 @@ from dashapp.store.models import LATENCY_BUCKETS_MS, IngestBatch, RequestTotal
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 2
+FORMAT = 3
+REQUEST_STRIDE = 8  # values per request in a batch's flat "requests" list
 REQUEST_COLUMNS = ("time", "endpoint", "method", "status", "duration_ms",
                    "request_id", "exception_type", "exception_message", "process")
 QUERY_COLUMNS = ("time", "fingerprint", "sql", "duration_ms", "rows",
@@ -33,11 +34,11 @@ QUERY_COLUMNS = ("time", "fingerprint", "sql", "duration_ms", "rows",
 
 
 def pack(requests: list, queries: list) -> str:
-    """The payload of one batch. requests: [kind, epoch, endpoint, method,
-    status, duration_ms, request_id, exception_type, exception_message] (the
-    event tuples exactly as monitor() recorded them: packing allocates
-    nothing per request); queries: [epoch, fingerprint, redacted sql,
-    duration_ms, rows, request_id, endpoint]."""
+    """The payload of one batch. requests: one flat list, REQUEST_STRIDE
+    values per request (epoch, endpoint, method, status, duration_ms,
+    request_id, exception_type, exception_message), exactly as monitor()
+    recorded them: packing allocates nothing per request; queries: [epoch,
+    fingerprint, redacted sql, duration_ms, rows, request_id, endpoint]."""
     return json.dumps({"format": FORMAT, "requests": requests, "queries": queries},
                       separators=(",", ":"), default=str)
 
@@ -63,10 +64,18 @@ def stamper(store: Store):
 
 def _rows(payload: str, process: str, stamp) -> tuple[list, list]:
     doc = json.loads(payload)
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"unknown batch format {doc.get('format')!r}")
-    requests = [(stamp(r[1]), str(r[2])[:255], str(r[3])[:10], int(r[4]), float(r[5]),
-                 str(r[6])[:64], r[7], r[8], process) for r in doc.get("requests", ())]
+    fmt = doc.get("format")
+    if fmt == FORMAT:
+        flat = doc.get("requests", ())
+        if len(flat) % REQUEST_STRIDE:
+            raise ValueError(f"{len(flat)} request values are not whole requests")
+        recorded = zip(*[iter(flat)] * REQUEST_STRIDE)
+    elif fmt == 2:  # hosts still running the previous release: [kind, *values]
+        recorded = (r[1:] for r in doc.get("requests", ()))
+    else:
+        raise ValueError(f"unknown batch format {fmt!r}")
+    requests = [(stamp(r[0]), str(r[1])[:255], str(r[2])[:10], int(r[3]), float(r[4]),
+                 str(r[5])[:64], r[6], r[7], process) for r in recorded]
     queries = [(stamp(q[0]), q[1], q[2], float(q[3]), q[4], q[5], q[6], process)
                for q in doc.get("queries", ())]
     return requests, queries

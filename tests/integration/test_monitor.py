@@ -128,7 +128,7 @@ def test_buffer_is_bounded_and_drops_are_counted(settings, tmp_path):
     client = app.test_client()
     for i in range(40):
         assert client.get(f"/items/{i}").status_code == 200
-    assert len(mon.buffer) == 50  # 40 requests + 40 statements, bounded at 50
+    assert mon.buffered == 50  # 40 requests + 40 statements, bounded at 50
     assert mon.dropped == 30
 
 
@@ -243,7 +243,7 @@ def test_store_outage_during_traffic(settings, tmp_path):
             elapsed = time.monotonic() - started
             time.sleep(1.5)
             assert mon.dropped > 0  # dropped and counted, not queued without bound
-            assert len(mon.buffer) <= mon.buffer_size
+            assert mon.buffered <= mon.buffer_size
             restore()
 
             dropped_during = mon.dropped

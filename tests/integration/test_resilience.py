@@ -136,7 +136,7 @@ class Traffic:
             except Exception as exc:  # noqa: BLE001 - the assertion reports it
                 self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
             if self.mon is not None:
-                self.max_buffer = max(self.max_buffer, len(self.mon.buffer))
+                self.max_buffer = max(self.max_buffer, self.mon.buffered)
                 self.max_log_buffer = max(self.max_log_buffer, len(self.mon.logs.buffer))
             i += 1
             self._stop.wait(self.interval)
