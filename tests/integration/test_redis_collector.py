@@ -14,8 +14,12 @@ def _store(store_url):
     return store
 
 
-def test_samples_once_per_interval_and_derives_rates(store_url, redis_client):
+def test_samples_once_per_interval_and_derives_rates(store_url, private_redis):
+    """On a server of the test's own: keyspace hits and misses are counted
+    server-wide, and another client's reads would move the rates."""
+    import redis as redis_lib
     store = _store(store_url)
+    redis_client = redis_lib.Redis.from_url(private_redis.url)
     try:
         t0 = datetime(2026, 11, 26, 12, 0, 1, tzinfo=timezone.utc)
         redis_client.set("a", "1")
@@ -46,6 +50,7 @@ def test_samples_once_per_interval_and_derives_rates(store_url, redis_client):
         empty = redis_collector.history(store, "default", 1, now=t0 - timedelta(hours=1))
         assert empty.empty and list(empty.columns) == list(redis_collector.HISTORY_COLUMNS)
     finally:
+        redis_client.close()
         store.close()
 
 
