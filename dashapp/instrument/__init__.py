@@ -15,7 +15,6 @@ everything buffered now and expands it.
 from __future__ import annotations
 
 import atexit
-import contextvars
 import logging
 import os
 import re
@@ -24,22 +23,20 @@ import threading
 import time
 from datetime import datetime, timezone
 from typing import Any
+from flask.globals import _cv_request
 
 logger = logging.getLogger(__name__)
 
-# (request_id, endpoint) of the request this code runs under; None outside.
-_CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
-    "ops_current_request", default=None)
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 NO_ROUTE = "<no route>"
 # What one recorded event leaves in its buffer: a request is 8 values
 # (epoch, endpoint, method, status, duration_ms, request_id, exception type,
 # exception message), a statement 6 (epoch, statement, duration_ms, rows,
-# request_id, endpoint). Flat lists of plain values: recording creates no
-# object the cyclic garbage collector tracks, so a busy host's collector runs
-# no more often with the monitor than without it (a tuple per event made it
-# run every ~700 requests, over the whole heap now and then).
+# request_id, endpoint). Flat lists of plain values: an event keeps no
+# container of its own alive until the flush (a tuple each was one more
+# object per request for the cyclic garbage collector to track and walk).
 REQ_STRIDE, SQL_STRIDE = 8, 6
+HEARTBEAT_SECONDS = 10.0
 
 
 def _request_ids():
@@ -50,17 +47,25 @@ def _request_ids():
     state = {}
 
     def reset():
-        state["prefix"] = os.urandom(5).hex()
+        state["prefix"] = os.urandom(5).hex()  # always 10 characters
         state["counter"] = itertools.count(1)
     reset()
     os.register_at_fork(after_in_child=reset)
-    return lambda: f"{state['prefix']}{next(state['counter']):06x}"
+    return lambda: state["prefix"] + str(next(state["counter"]))
+
+
+def _request_environ() -> dict | None:
+    """The WSGI environ of the Flask request being handled here, else None.
+    Flask's own context variable: the monitor keeps no context of its own
+    (setting and resetting one cost every request ~0.7 us)."""
+    ctx = _cv_request.get(None)
+    return ctx.request.environ if ctx is not None else None
 
 
 def current_request_id() -> str | None:
     """The request id of the request being handled, else None."""
-    current = _CURRENT.get()
-    return current[0] if current else None
+    environ = _request_environ()
+    return environ.get("ops.request_id") if environ is not None else None
 
 
 class Monitor:
@@ -97,6 +102,7 @@ class Monitor:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_error_log = 0.0
+        self._last_heartbeat = float("-inf")
         self.store = Store(self.settings.store_url)
         try:
             self.store.upgrade()
@@ -154,17 +160,17 @@ class Monitor:
         routing, hooks, the view and error handlers, rather than a
         before_request and an after_request hook (each costs a trip through
         Flask's hook machinery and `g`)."""
-        from flask.globals import _cv_request
         from werkzeug.exceptions import HTTPException
 
         record = self._record
         requests = self._requests
+        statements = self._statements
+        extend = requests.extend
         perf = time.perf_counter
         # Wall-clock time from the monotonic clock: one clock read per edge.
         wall_offset = time.time() - perf()
         next_id = _request_ids()
         ok = _REQUEST_ID_OK.match
-        current = _CURRENT
         dispatch = app.full_dispatch_request
         handle_exception = app.handle_exception
         handle_user_exception = app.handle_user_exception
@@ -177,10 +183,10 @@ class Monitor:
             # werkzeug exception (~10 us) on every request.
             incoming = environ.get("HTTP_X_REQUEST_ID")
             rid = incoming if incoming and ok(incoming) else next_id()
-            environ["ops.request_id"] = rid
             rule = req.url_rule
             endpoint = rule.rule if rule is not None else NO_ROUTE
-            token = current.set((rid, endpoint))
+            environ["ops.request_id"] = rid  # for the SQL and log records
+            environ["ops.endpoint"] = endpoint
             try:
                 response = dispatch()
             except Exception as exc:
@@ -190,16 +196,28 @@ class Monitor:
                                   (ended - started) * 1000.0, rid, type(exc).__name__,
                                   str(exc)[:1000]))
                 raise
-            finally:
-                current.reset(token)
             ended = perf()
             status = response.status_code
             exc = environ.get("ops.exception") if status >= 500 else None
-            record(requests, (wall_offset + ended, endpoint, req.method, status,
-                              (ended - started) * 1000.0, rid,
-                              type(exc).__name__ if exc is not None else None,
-                              str(exc)[:1000] if exc is not None else None))
-            response.headers["X-Request-ID"] = rid
+            # _record, inlined: this runs on every request of the host.
+            if len(requests) // REQ_STRIDE + len(statements) // SQL_STRIDE < self.buffer_size:
+                extend((wall_offset + ended, endpoint, req.method, status,
+                        (ended - started) * 1000.0, rid,
+                        type(exc).__name__ if exc is not None else None,
+                        str(exc)[:1000] if exc is not None else None))
+                if len(requests) >= self.batch_size * REQ_STRIDE:
+                    self._wake.set()
+            else:
+                self.dropped += 1
+            headers = response.headers
+            # Headers.set scans and rebuilds the list; add() alone is a third
+            # of its cost. Replace only when the app set its own id.
+            for key, _value in headers:
+                if key.lower() == "x-request-id":
+                    headers["X-Request-ID"] = rid
+                    break
+            else:
+                headers.add("X-Request-ID", rid)
             return response
 
         def user_exception(e):
@@ -233,14 +251,15 @@ class Monitor:
             started = conn.info.pop("_ops_t0", None)
             if started is None:
                 return
-            current = _CURRENT.get()
+            environ = _request_environ()
             try:
                 rows = cursor.rowcount
             except Exception:  # noqa: BLE001 - some drivers raise here
                 rows = -1
             self._record(self._statements, (
                 time.time(), statement, (time.perf_counter() - started) * 1000.0, rows,
-                current[0] if current else None, current[1] if current else None))
+                environ.get("ops.request_id") if environ is not None else None,
+                environ.get("ops.endpoint") if environ is not None else None))
 
         event.listen(engine, "before_cursor_execute", before)
         event.listen(engine, "after_cursor_execute", after)
@@ -266,18 +285,16 @@ class Monitor:
         del buf[:n]
         return chunk
 
-    def _write_pending(self) -> None:
+    def _write_pending(self, *, heartbeat_now: bool = False) -> None:
         with self._write_lock:
             while True:
                 requests = self._take(self._requests, REQ_STRIDE)
                 statements = self._take(self._statements, SQL_STRIDE)
-                if not requests and not statements:
-                    self._heartbeat()
-                    return
-                self._write(requests, statements)
+                if requests or statements:
+                    self._write(requests, statements)
                 if len(requests) < self.batch_size * REQ_STRIDE and \
                         len(statements) < self.batch_size * SQL_STRIDE:
-                    self._heartbeat()
+                    self._heartbeat(force=heartbeat_now)
                     return
 
     def _write(self, requests: list, statements: list) -> None:
@@ -312,12 +329,17 @@ class Monitor:
         self.recorded_requests += len(requests) // REQ_STRIDE
         self.recorded_queries += len(queries)
 
-    def _heartbeat(self) -> None:
-        """Keep this process's row (what it recorded and dropped) current."""
+    def _heartbeat(self, *, force: bool = False) -> None:
+        """Keep this process's row (what it recorded and dropped) current:
+        every HEARTBEAT_SECONDS (the console calls a process stale after
+        minutes; a commit per flush doubled the writer's cost), or now."""
         from sqlalchemy import select, update
 
         from dashapp.store.models import MonitorProcess
 
+        if not force and time.monotonic() - self._last_heartbeat < HEARTBEAT_SECONDS:
+            return
+        self._last_heartbeat = time.monotonic()
         now = datetime.now(timezone.utc)
         values = {"last_seen": now, "recorded_requests": self.recorded_requests,
                   "recorded_queries": self.recorded_queries, "dropped": self.dropped}
@@ -344,7 +366,7 @@ class Monitor:
         shutdown want it done now)."""
         from dashapp.services.ingest import ingest
         try:
-            self._write_pending()
+            self._write_pending(heartbeat_now=True)
             ingest(self.store)
             if self.jobs is not None:
                 self.jobs.flush()

@@ -49,6 +49,10 @@ def host_app(db_path: Path):
     def handled():
         raise KeyError("customer 12")  # turned into a JSON 500 by the app's handler
 
+    @app.get("/own-id")
+    def own_id():
+        return "ok", 200, {"X-Request-ID": "set-by-the-app"}
+
     @app.get("/soft")
     def soft():
         raise LookupError("not found, handled as a 200")
@@ -84,6 +88,9 @@ def test_requests_and_sql_are_recorded(settings, tmp_path):
         assert tagged.headers["X-Request-ID"] == "trace-42"
         bad = client.get("/items/8", headers={"X-Request-ID": "<script>"})
         assert bad.headers["X-Request-ID"] != "<script>"  # not echoed: replaced
+        # One X-Request-ID per response, the recorded one, even when the app
+        # set its own.
+        assert len(bad.headers.getlist("X-Request-ID")) == 1
         assert client.get("/boom").status_code == 500
         assert client.get("/missing").status_code == 404
         assert client.get("/no/such/page").status_code == 404
@@ -116,6 +123,12 @@ def test_requests_and_sql_are_recorded(settings, tmp_path):
         process = rows(settings.store_url, "SELECT recorded_requests, recorded_queries, "
                        "dropped FROM ops_monitor_process")
         assert process == [(10, 6, 0)]
+        # An app that sets X-Request-ID itself: its response still carries
+        # one, the id the request was recorded under.
+        own = client.get("/own-id")
+        mon.flush()
+        stored = rows(settings.store_url, "SELECT request_id FROM ops_request ORDER BY id DESC")
+        assert own.headers.getlist("X-Request-ID") == [stored[0][0]]
     finally:
         mon.close()
 
