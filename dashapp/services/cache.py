@@ -232,7 +232,9 @@ def cache_stats(client: redis_lib.Redis, prefix: str, *, sample: int = STATS_SAM
     @cached namespace and all of them together, plus Redis-wide keyspace
     counters. Entry counts are ZCOUNT(index, now, +inf); memory is the mean
     MEMORY USAGE of up to `sample` index members times the count (an
-    estimate, said so in the answer)."""
+    estimate, said so in the answer); `sample=0` skips it (memory_bytes is
+    then None for a namespace holding entries), for callers that only want
+    the counters, such as a Prometheus scrape."""
     now = time.time() if now is None else now
     names = {_s(m) for m in _scan_members(client, layout.namespaces_key(prefix))}
     warmers = {_s(k): v for k, v in _scan_hash(client, layout.warmers_key(prefix)).items()}
@@ -242,7 +244,10 @@ def cache_stats(client: redis_lib.Redis, prefix: str, *, sample: int = STATS_SAM
     for ns in names:
         pipe.hmget(layout.stats_key(prefix, ns), *layout.STAT_FIELDS)
         pipe.zcount(layout.index_key(prefix, ns), now, "+inf")
-        pipe.zrangebyscore(layout.index_key(prefix, ns), now, "+inf", start=0, num=sample)
+        if sample > 0:
+            pipe.zrangebyscore(layout.index_key(prefix, ns), now, "+inf", start=0, num=sample)
+        else:
+            pipe.exists(layout.index_key(prefix, ns))  # keeps four replies a namespace
         pipe.hgetall(layout.warm_status_key(prefix, ns))  # a handful of fixed fields
     pipe.llen(layout.warm_requests_key(prefix))
     pipe.info("stats")
@@ -263,7 +268,8 @@ def cache_stats(client: redis_lib.Redis, prefix: str, *, sample: int = STATS_SAM
         row["warmer"] = _warmer(warmers.get(ns))
         row["warm_status"] = _warm_status(status or {})
         rows.append(row)
-        samples.append([_entry_key(prefix, ns, m) for m in (members or [])])
+        samples.append([_entry_key(prefix, ns, m) for m in (members or [])]
+                       if sample > 0 else [])
 
     pipe = client.pipeline(transaction=False)
     for keys in samples:

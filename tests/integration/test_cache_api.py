@@ -515,6 +515,18 @@ def test_stats_warm_and_invalidate(app, client, headers, redis_client):
     assert after["products"]["keys"] == 0 and after["products"]["invalidations"] == 1
 
 
+def test_counters_only_stats_skip_the_memory_sample(redis_client):
+    """sample=0 (what a Prometheus scrape asks for) reads the counters and
+    entry counts but sends no MEMORY USAGE."""
+    seed_namespace(redis_client, "products", 30, hits=90, misses=10)
+    stats = svc.cache_stats(redis_client, PREFIX, sample=0)
+    row = stats["namespaces"][0]
+    assert (row["namespace"], row["hits"], row["misses"], row["keys"]) == \
+        ("products", 90, 10, 30)
+    assert row["memory_sampled"] == 0 and row["memory_bytes"] is None
+    assert svc.cache_stats(redis_client, PREFIX)["namespaces"][0]["memory_sampled"] == 5
+
+
 def test_page_shows_stats_warmers_and_no_namespace_notice(app, redis_client):
     page = page_module()
     with as_user(app, "viewer"):
