@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 import dash
 import dash_bootstrap_components as dbc
@@ -381,10 +381,16 @@ def open_new(_open, _close):
     return True
 
 
-def create_user(username: str | None, role: str | None, mode: str | None,
-                password: str | None) -> tuple[Any, Any, bool]:
-    """(error, result, submit disabled) after creating a user."""
-    actor = _admin("user_create", f"create {username or ''}")
+def _password_form(action: str, target: str, mode: str | None, password: str | None,
+                   run: Callable[[str, str | None], dict], *, secret_id: str, failed: str,
+                   toast: Callable[[dict], str], reveal: Callable[[dict], tuple[str, str]],
+                   typed_note: Callable[[dict], str]) -> tuple[Any, Any, bool]:
+    """(error, result, submit disabled) of a form that sets a password (new
+    user, reset): the admin check, the typed-or-generated choice, the call
+    `run(actor, typed password or None)`, and the generated password shown
+    once (`reveal` gives its title and note) or a line saying the typed one
+    is in place."""
+    actor = _admin(action, target)
     if actor is None:
         return _error("This needs the admin role."), None, False
     typed = password if mode == "type" else None
@@ -392,20 +398,30 @@ def create_user(username: str | None, role: str | None, mode: str | None,
         return _error(f"Type a password of at least {svc.MIN_PASSWORD} characters, "
                       "or choose to generate one."), None, False
     try:
+        done = run(actor, typed)
+    except (svc.UsersError, SQLAlchemyError) as exc:
+        return _error(_failed(failed, exc)), None, False
+    push_toast(toast(done))
+    if done["password"]:
+        title, note = reveal(done)
+        return None, ui.secret_reveal(secret_id, title, done["password"], note), True
+    return None, html.Div(typed_note(done), className="alert alert-success py-2 mb-0"), True
+
+
+def create_user(username: str | None, role: str | None, mode: str | None,
+                password: str | None) -> tuple[Any, Any, bool]:
+    """(error, result, submit disabled) after creating a user."""
+    def run(actor: str, typed: str | None) -> dict:
         user = svc.create_user(_store(), actor=actor, username=username or "",
                                role=role or "viewer", password=typed)
-    except (svc.UsersError, SQLAlchemyError) as exc:
-        return _error(_failed("Create user", exc)), None, False
-    _bump()
-    push_toast(f"Created {user['username']} ({user['role']}).")
-    if user["password"]:
-        result = ui.secret_reveal("users-new-secret", f"Password for {user['username']}",
-                                  user["password"], "Shown once: copy it now and hand it "
-                                  "over safely. It cannot be shown again.")
-    else:
-        result = html.Div(f"Created {user['username']} with the password you typed.",
-                          className="alert alert-success py-2 mb-0")
-    return None, result, True
+        _bump()
+        return user
+    return _password_form(
+        "user_create", f"create {username or ''}", mode, password, run,
+        secret_id="users-new-secret", failed="Create user", toast=lambda u: f"Created {u['username']} ({u['role']}).",
+        reveal=lambda u: (f"Password for {u['username']}", "Shown once: copy it now and "
+                          "hand it over safely. It cannot be shown again."),
+        typed_note=lambda u: f"Created {u['username']} with the password you typed.")
 
 
 @callback(Output(NEW_ERROR, "children"), Output(NEW_RESULT, "children"),
@@ -488,27 +504,16 @@ def reset_password(user_id: int | None, mode: str | None,
     user = _user(user_id)
     if user is None:
         return _error("This user no longer exists."), None, False
-    actor = _admin("user_password", f"password of {user['username']}")
-    if actor is None:
-        return _error("This needs the admin role."), None, False
-    typed = password if mode == "type" else None
-    if mode == "type" and not typed:
-        return _error(f"Type a password of at least {svc.MIN_PASSWORD} characters, "
-                      "or choose to generate one."), None, False
-    try:
-        result = svc.reset_password(_store(), actor=actor, user_id=user["id"],
-                                    password=typed)
-    except (svc.UsersError, SQLAlchemyError) as exc:
-        return _error(_failed(f"Reset password of {user['username']}", exc)), None, False
-    push_toast(f"New password set for {user['username']}; their sessions ended.")
-    if result["password"]:
-        shown = ui.secret_reveal("users-pw-secret", f"New password for {user['username']}",
-                                 result["password"], "Shown once: copy it now. It cannot "
-                                 "be shown again.")
-    else:
-        shown = html.Div(f"{user['username']} now has the password you typed.",
-                         className="alert alert-success py-2 mb-0")
-    return None, shown, True
+    name = user["username"]
+    return _password_form(
+        "user_password", f"password of {name}", mode, password,
+        lambda actor, typed: svc.reset_password(_store(), actor=actor, user_id=user["id"],
+                                                password=typed),
+        secret_id="users-pw-secret", failed=f"Reset password of {name}",
+        toast=lambda _r: f"New password set for {name}; their sessions ended.",
+        reveal=lambda _r: (f"New password for {name}",
+                           "Shown once: copy it now. It cannot be shown again."),
+        typed_note=lambda _r: f"{name} now has the password you typed.")
 
 
 @callback(Output(PW_ERROR, "children"), Output(PW_RESULT, "children"),
