@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from typing import Any
 from flask.globals import _cv_request
 
+from dashapp.services.ingest import REQUEST_STRIDE  # the batch format's
+
 logger = logging.getLogger(__name__)
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -35,7 +37,7 @@ NO_ROUTE = "<no route>"
 # request_id, endpoint). Flat lists of plain values: an event keeps no
 # container of its own alive until the flush (a tuple each was one more
 # object per request for the cyclic garbage collector to track and walk).
-REQ_STRIDE, SQL_STRIDE = 8, 6
+REQ_STRIDE, SQL_STRIDE = REQUEST_STRIDE, 6
 HEARTBEAT_SECONDS = 10.0
 
 
@@ -147,8 +149,7 @@ class Monitor:
     def _record(self, buf: list, values: tuple) -> None:
         """Append one event's values to `buf` (one list.extend: atomic under
         the GIL, so the writer never sees half an event)."""
-        if len(self._requests) // REQ_STRIDE + len(self._statements) // SQL_STRIDE \
-                >= self.buffer_size:
+        if self.buffered >= self.buffer_size:
             self.dropped += 1  # bounded: under an outage new events are dropped
             return
         buf.extend(values)

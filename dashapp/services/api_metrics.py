@@ -174,8 +174,12 @@ def _pct_of(values) -> dict[str, float | None]:
             for q, v in zip(PERCENTILES, values)}
 
 
-_PG_PCT = ("percentile_cont(ARRAY[" + ", ".join(str(q / 100) for q in PERCENTILES)
-           + "]) WITHIN GROUP (ORDER BY duration_ms)")
+def _pg_percentiles():
+    """PostgreSQL's exact p50/p95/p99 of the request durations, as one array:
+    percentile_cont(ARRAY[...]) WITHIN GROUP (ORDER BY duration_ms)."""
+    from sqlalchemy.dialects.postgresql import array
+    return func.percentile_cont(array([q / 100 for q in PERCENTILES])) \
+        .within_group(_t.c.duration_ms).label("pct")
 
 
 def _exact_window(conn, cond, start: datetime, end: datetime,
@@ -193,7 +197,7 @@ def _exact_window(conn, cond, start: datetime, end: datetime,
                    func.sum(case((_t.c.status >= 500, 1), else_=0)).label("errors"),
                    func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1),
                                  else_=0)).label("client"),
-                   text(_PG_PCT))
+                   _pg_percentiles())
         b = (func.floor(func.extract("epoch", _t.c.time) / bucket) * bucket).label("b")
         groups = {int(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0), _pct_of(r[4]))
                   for r in conn.execute(select(b, *figures).where(cond).group_by(b))}
@@ -295,7 +299,7 @@ def _exact_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame
            .where(in_window).group_by(_t.c.endpoint, _t.c.method))
     postgres = store.engine.dialect.name == "postgresql"
     if postgres:  # exact percentiles computed by the database (see _exact_window)
-        agg = agg.add_columns(text(_PG_PCT))
+        agg = agg.add_columns(_pg_percentiles())
     raw = select(_t.c.endpoint, _t.c.method, _t.c.duration_ms).where(in_window)
     with store.engine.connect() as conn:
         groups = conn.execute(agg).all()
@@ -306,7 +310,7 @@ def _exact_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame
     return _summary_frame([
         _summary_row(g.endpoint, g.method, int(g.count), int(g.errors or 0),
                      int(g.client_errors or 0), float(g.total_ms), float(g.max_ms),
-                     _pct_of(g[7]) if postgres else
+                     _pct_of(g.pct) if postgres else
                      percentiles(by_group.get((g.endpoint, g.method), [])))
         for g in groups])
 

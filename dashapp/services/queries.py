@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
-from sqlalchemy import desc, func, inspect, select, text
+from sqlalchemy import desc, func, inspect, select
 from sqlalchemy.engine import Engine
 
 from dashapp.services import explain as ex
@@ -114,7 +114,7 @@ def stats(store: Store, minutes: float = 60) -> list[dict[str, Any]]:
                func.sum(QueryLog.rows), func.max(QueryLog.id),
                func.count(func.distinct(QueryLog.endpoint))]
     if postgres:  # the database computes p95 (linear, like numpy): no rows cross the wire
-        figures.append(text("percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms)"))
+        figures.append(func.percentile_cont(0.95).within_group(QueryLog.duration_ms))
     with store.session() as sess:
         agg = sess.execute(select(*figures).where(QueryLog.time >= since)
                            .group_by(QueryLog.fingerprint)).all()
