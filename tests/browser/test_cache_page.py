@@ -128,7 +128,9 @@ def test_cache_page_search_page_inspect_and_clear(browser, cache_console):
         # The type filter.
         page.fill("#cache-pattern", "shop:*")
         page.select_option("#cache-type", "hash")
-        _wait_info(page, "all 1 matching key loaded")
+        # The info line names the pattern and type searched: waiting for just
+        # "all 1 matching key loaded" would pass on the previous search's line.
+        _wait_info(page, "shop:* of type hash · all 1 matching key loaded")
         assert page.locator("#cache-keys-grid .ag-row [col-id='display']") \
             .all_inner_texts() == ["shop:cart:1"]
 
@@ -142,8 +144,9 @@ def test_cache_page_search_page_inspect_and_clear(browser, cache_console):
         page.select_option("#cache-type", "string")
         page.fill("#cache-pattern", "shop:item:7")
         page.press("#cache-pattern", "Enter")
-        _wait_info(page, "all 1 matching key loaded")
-        page.locator("#cache-keys-grid .ag-row [col-id='display']").first.click()
+        _wait_info(page, "shop:item:7 of type string · all 1 matching key loaded")
+        page.locator("#cache-keys-grid .ag-row[row-index='0'] [col-id='display']",
+                     has_text="shop:item:7").click()
         page.wait_for_selector("#cache-key-text")
         wait_js(page, 
             "document.querySelector('#cache-key-name').innerText === 'shop:item:7'")
@@ -159,7 +162,7 @@ def test_cache_page_search_page_inspect_and_clear(browser, cache_console):
         page.select_option("#cache-type", "list")
         page.fill("#cache-pattern", "shop:*")
         page.press("#cache-pattern", "Enter")
-        _wait_info(page, "all 1 matching key loaded")
+        _wait_info(page, "shop:* of type list · all 1 matching key loaded")
         page.locator("#cache-keys-grid .ag-row [col-id='display']").first.click()
         wait_js(page, 
             "document.querySelector('#cache-key-name')?.innerText === 'shop:queue'")

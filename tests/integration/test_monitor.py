@@ -205,7 +205,9 @@ class TcpProxy:
                     if not data:
                         return
                     (b if sock is a else a).sendall(data)
-        except OSError:
+        except (OSError, ValueError):
+            # cut() closed the sockets under this thread: select() on a
+            # closed socket raises ValueError (its fileno is -1).
             return
 
 
