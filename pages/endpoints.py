@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy.exc import DBAPIError
 
 from dashapp.services import api_metrics as svc
-from dashapp.services.memo import shared
+from dashapp.services.memo import SHARE_SECONDS, shared
 from dashapp.store import _short_error
 from dashapp.ui import api_metrics as ui
 from dashapp.ui.components import (RANGE_LABELS, chart, modal, page_header, panel, range_picker,
@@ -29,7 +29,6 @@ dash.register_page(__name__, **page_options("endpoints"))
 REFRESH_MS = 10_000
 DEFAULT_MINUTES = 60
 ERRORS_LIMIT = 200
-SHARED_SECONDS = 4.0  # figures shared by every viewer of a window (refresh: 5 s)
 SLOW_LIMIT = 20
 STORE_NAME = "The console's store"
 
@@ -56,7 +55,7 @@ def render(minutes: int) -> tuple:
     try:
         # Everyone watching this window shares one computation per refresh.
         summary, perf, health, errors = shared(store, ("endpoints", minutes),
-                                               SHARED_SECONDS, figures)
+                                               SHARE_SECONDS, figures)
     except DBAPIError as exc:
         logger.warning("API metrics page: store unavailable: %s", _short_error(exc))
         status = unavailable_card(STORE_NAME, _short_error(exc))

@@ -15,6 +15,10 @@ import time
 import weakref
 from typing import Any, Callable, Hashable
 
+# How long a shared figure serves: under the 5 s of the fastest page refresh,
+# so each refresh of each viewer sees figures computed since the last one.
+SHARE_SECONDS = 4.0
+
 _lock = threading.Lock()
 _entries: "weakref.WeakKeyDictionary[Any, dict[Hashable, tuple[float, Any]]]" = \
     weakref.WeakKeyDictionary()

@@ -183,21 +183,18 @@ def _alerts_summary(ops) -> dict[str, Any] | None:
         return None
 
 
-API_FIGURES_TTL = 4.0  # seconds: every open overview polls every 5 s
-
-
 def _cached_api_figures(ops) -> dict[str, Any] | None:
-    """_api_figures, computed at most once per API_FIGURES_TTL per console
+    """_api_figures, computed at most once per memo.SHARE_SECONDS per console
     process however many people keep the overview open (one computes, the
     others wait for its result)."""
-    from dashapp.services.memo import shared
+    from dashapp.services.memo import SHARE_SECONDS, shared
 
     def compute():
         figures = _api_figures(ops.store, ops.settings.slow_query_ms)
         if figures is not None:
             figures["operations"] = _operations_figures(ops)
         return figures
-    return shared(ops.store, "overview-figures", API_FIGURES_TTL, compute)
+    return shared(ops.store, "overview-figures", SHARE_SECONDS, compute)
 
 
 def _operations_figures(ops) -> dict[str, Any]:
