@@ -39,7 +39,7 @@ def test_endpoints_page_detail_and_sql(signed_in, console):
     page.wait_for_selector("#endpoints-detail-name")
     method, endpoint = target.split(" ", 1)
     assert endpoint in page.inner_text("#endpoints-detail-name")
-    assert page.locator("#endpoints-detail-chart .main-svg").count() > 0
+    page.locator("#endpoints-detail-chart .main-svg").first.wait_for()
     assert page.locator("#endpoints-status-split").count() == 1
     page.wait_for_selector("#endpoints-slow .ag-row")
 
