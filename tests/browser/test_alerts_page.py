@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import screenshot_dir, sign_in_page
 
@@ -67,14 +68,16 @@ def test_create_evaluate_fire_and_delete(browser, console, webhook, tmp_path_fac
         page.fill("#alerts-form-name", "Backups are stale")
         page.select_option("#alerts-form-kind", "model_accuracy")
         page.locator("#alerts-form-target-label", has_text="Model name").wait_for()
-        assert page.input_value("#alerts-form-comparison") == "<"
+        # The kind's default comparison and threshold come from a callback of
+        # their own, which may answer after the label's: wait for them.
+        expect(page.locator("#alerts-form-comparison")).to_have_value("<")
         page.select_option("#alerts-form-kind", "slow_queries")
         page.locator("#alerts-form-target-wrap").wait_for(state="hidden")
         page.select_option("#alerts-form-kind", "backup_age")
         page.locator("#alerts-form-target-label", has_text="Backup target").wait_for()
         assert page.inner_text("#alerts-form-unit") == "h"
-        assert page.input_value("#alerts-form-threshold") == "26"
-        assert page.input_value("#alerts-form-comparison") == ">"
+        expect(page.locator("#alerts-form-threshold")).to_have_value("26")
+        expect(page.locator("#alerts-form-comparison")).to_have_value(">")
         page.fill("#alerts-form-for-minutes", "0")
         page.select_option("#alerts-form-severity", "critical")
         page.fill("#alerts-form-webhook", url)
