@@ -174,6 +174,17 @@ def _pct_of(values) -> dict[str, float | None]:
             for q, v in zip(PERCENTILES, values)}
 
 
+def _sql_error_counts() -> tuple:
+    """SUM expressions counting server (5xx) and client (4xx) errors."""
+    return (func.sum(case((_t.c.status >= 500, 1), else_=0)),
+            func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1), else_=0)))
+
+
+def _error_counts(status: np.ndarray) -> tuple[int, int]:
+    """(server 5xx, client 4xx) counts of an array of status codes."""
+    return int((status >= 500).sum()), int(((status >= 400) & (status < 500)).sum())
+
+
 def _pg_percentiles():
     """PostgreSQL's exact p50/p95/p99 of the request durations, as one array:
     percentile_cont(ARRAY[...]) WITHIN GROUP (ORDER BY duration_ms)."""
@@ -201,10 +212,7 @@ def _exact_window(conn, cond, start: datetime, end: datetime,
         b = (func.floor(func.date_part("epoch", _t.c.time) / bucket) * bucket).label("b")
         groups, total = {}, None
         for r in conn.execute(select(
-                b, func.count(),
-                func.sum(case((_t.c.status >= 500, 1), else_=0)),
-                func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1), else_=0)),
-                _pg_percentiles(), func.sum(_t.c.duration_ms), func.max(_t.c.duration_ms),
+                b, func.count(), *_sql_error_counts(), _pg_percentiles(), func.sum(_t.c.duration_ms), func.max(_t.c.duration_ms),
         ).where(cond).group_by(func.rollup(b))):
             if r[0] is None:  # the window's row (a bucket is never NULL: time is required)
                 total = r
@@ -224,15 +232,12 @@ def _exact_window(conn, cond, start: datetime, end: datetime,
     if len(df):
         df["bucket"] = (_epoch_seconds(df["time"]) // bucket * bucket).astype("int64")
         for key, g in df.groupby("bucket"):
-            status = g["status"].to_numpy()
-            groups[int(key)] = (int(len(g)), int((status >= 500).sum()),
-                                int(((status >= 400) & (status < 500)).sum()),
+            groups[int(key)] = (int(len(g)), *_error_counts(g["status"].to_numpy()),
                                 percentiles(g["duration_ms"].to_numpy()))
     durations = df["duration_ms"].to_numpy(dtype=float)
-    status = df["status"].to_numpy(dtype=int)
+    errors, client_errors = _error_counts(df["status"].to_numpy(dtype=int))
     count = len(df)
-    return ({"count": count, "errors": int((status >= 500).sum()),
-             "client_errors": int(((status >= 400) & (status < 500)).sum()),
+    return ({"count": count, "errors": errors, "client_errors": client_errors,
              "mean_ms": float(durations.mean()) if count else None,
              "max_ms": float(durations.max()) if count else None,
              **percentiles(durations)},
@@ -299,9 +304,8 @@ def _exact_summary(store: Store, start: datetime, end: datetime) -> pd.DataFrame
     in_window = (_t.c.time >= start) & (_t.c.time <= end)
     agg = (select(_t.c.endpoint, _t.c.method,
                   func.count().label("count"),
-                  func.sum(case((_t.c.status >= 500, 1), else_=0)).label("errors"),
-                  func.sum(case(((_t.c.status >= 400) & (_t.c.status < 500), 1),
-                                else_=0)).label("client_errors"),
+                  *(e.label(name) for e, name in zip(_sql_error_counts(),
+                                                      ("errors", "client_errors"))),
                   func.sum(_t.c.duration_ms).label("total_ms"),
                   func.max(_t.c.duration_ms).label("max_ms"))
            .where(in_window).group_by(_t.c.endpoint, _t.c.method))
@@ -352,8 +356,7 @@ class _Acc:
         self.max_ms = max(self.max_ms, float(mx or 0))
 
     def add_raw(self, status: np.ndarray, ms: np.ndarray) -> None:
-        self.add(len(ms), (status >= 500).sum(), ((status >= 400) & (status < 500)).sum(),
-                 ms.sum(), ms.max() if len(ms) else 0)
+        self.add(len(ms), *_error_counts(status), ms.sum(), ms.max() if len(ms) else 0)
         self.hist += latency.dense_of(ms)
 
     def percentiles(self) -> dict[str, float | None]:
