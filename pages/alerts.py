@@ -14,7 +14,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import dash
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import (ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html,
+                  no_update)
 from flask import current_app
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -47,6 +48,7 @@ NEW = "alerts-new"
 EDITOR = "alerts-editor"
 EDITOR_TITLE = "alerts-editor-title"
 EDIT_ID = "alerts-edit-id"
+KIND_DEFAULTS = "alerts-kind-defaults"
 SAVE = "alerts-save"
 CANCEL = "alerts-cancel"
 PENDING_DELETE = "alerts-pending-delete"
@@ -157,6 +159,8 @@ def layout(**_query):
     return html.Div([
         dcc.Store(id=BUMP, data=None),
         dcc.Store(id=EDIT_ID, data=None),
+        dcc.Store(id=KIND_DEFAULTS,
+                  data={k.key: [k.comparison, k.threshold] for k in svc.KINDS.values()}),
         dcc.Store(id=PENDING_DELETE, data=None),
         page_header("Alerts", "Thresholds on latency, errors, SQL, cache, Redis, jobs, "
                     f"backups and models, evaluated every {interval} s; firing alerts on "
@@ -216,14 +220,20 @@ def kind_changed(kind):
     return label, text, unit, None if shown else HIDDEN
 
 
-@callback(Input(FORM["kind"], "value"), State(EDIT_ID, "data"), State(EDITOR, "is_open"),
-          prevent_initial_call=True)
-def kind_defaults(kind, edit_id, is_open):
-    """A new rule takes the kind's usual comparison and threshold."""
-    if is_open and edit_id is None and kind in svc.KINDS:
-        k = svc.KINDS[kind]
-        dash.set_props(FORM["comparison"], {"value": k.comparison})
-        dash.set_props(FORM["threshold"], {"value": k.threshold})
+# A new rule takes the kind's usual comparison and threshold. In the browser:
+# a server callback's answer for the kind the form was opened with could
+# arrive after the one for the kind the user then picked, and overwrite it.
+clientside_callback(
+    """function (kind, editId, isOpen, defaults) {
+        const d = (defaults || {})[kind];
+        if (!isOpen || (editId !== null && editId !== undefined) || !d) {
+            return [window.dash_clientside.no_update, window.dash_clientside.no_update];
+        }
+        return d;
+    }""",
+    Output(FORM["comparison"], "value"), Output(FORM["threshold"], "value"),
+    Input(FORM["kind"], "value"), State(EDIT_ID, "data"), State(EDITOR, "is_open"),
+    State(KIND_DEFAULTS, "data"), prevent_initial_call=True)
 
 
 @callback(Output(EDITOR, "is_open"),

@@ -78,6 +78,7 @@ def test_create_evaluate_fire_and_delete(browser, console, webhook, tmp_path_fac
         assert page.inner_text("#alerts-form-unit") == "h"
         expect(page.locator("#alerts-form-threshold")).to_have_value("26")
         expect(page.locator("#alerts-form-comparison")).to_have_value(">")
+        page.fill("#alerts-form-threshold", "30")
         page.fill("#alerts-form-for-minutes", "0")
         page.select_option("#alerts-form-severity", "critical")
         page.fill("#alerts-form-webhook", url)
@@ -86,7 +87,7 @@ def test_create_evaluate_fire_and_delete(browser, console, webhook, tmp_path_fac
         page.locator("#alerts-editor").wait_for(state="hidden")
         rule = page.locator("#alerts-rules-list .ops-alerts-rule", has_text="Backups are stale")
         rule.wait_for()
-        assert "Backup age above 26 h" in rule.inner_text()
+        assert "Backup age above 30 h" in rule.inner_text()
         assert SECRET not in page.content()  # shown masked: ?***
 
         # Evaluate now: no good backup of the demo shop, so it fires at once.
@@ -100,6 +101,16 @@ def test_create_evaluate_fire_and_delete(browser, console, webhook, tmp_path_fac
         assert [r["state"] for r in received] == ["firing"]
         assert received[0]["rule"]["name"] == "Backups are stale"
         assert SECRET not in page.content()
+
+        # Editing keeps the rule's own threshold: the kind's default (26) only
+        # fills a new rule.
+        rule.locator("button", has_text="Edit").click()
+        page.locator("#alerts-editor").wait_for(state="visible")
+        expect(page.locator("#alerts-form-name")).to_have_value("Backups are stale")
+        page.wait_for_timeout(500)  # let any kind-change callback land
+        expect(page.locator("#alerts-form-threshold")).to_have_value("30")
+        page.click("#alerts-cancel")
+        page.locator("#alerts-editor").wait_for(state="hidden")
 
         # A refusal from the service shows in the form, naming the field.
         page.click("#alerts-new")
