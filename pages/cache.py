@@ -39,6 +39,7 @@ REFRESH_MS = 5_000
 PAGE_KEYS = 100
 PAGE_BUDGET_S = 0.5      # the page may scan a little longer than the API to fill a page
 MAX_LOADED = 10_000      # keys the grid keeps; beyond that, narrow the pattern
+NEAR_END_ROWS = 20       # a scroll this close to the last loaded row loads the next page
 DEFAULT_MINUTES = 60
 CLEAR_TYPED = "delete"
 CLEAR_ALL_TYPED = "delete all keys"
@@ -69,6 +70,7 @@ TYPE = "cache-type"
 SEARCH = "cache-search"
 SEARCH_REQUEST = "cache-search-request"
 KEYS_STATE = "cache-keys-state"
+SCROLL_MORE = "cache-keys-scroll-more"
 KEYS_INFO = "cache-keys-info"
 KEYS_MORE = "cache-keys-more"
 KEYS_ERROR = "cache-keys-error"
@@ -229,7 +231,7 @@ def search_keys(instance: str, pattern: str | None, type_: str | None,
 def _near_end(event: dict | None) -> bool:
     data = (event or {}).get("data") or {}
     try:
-        return int(data.get("last", -1)) >= int(data.get("rows", 0)) - 20
+        return int(data.get("last", -1)) >= int(data.get("rows", 0)) - NEAR_END_ROWS
     except (TypeError, ValueError):
         return False
 
@@ -333,6 +335,7 @@ def _tabs_keys(instance: str, can_admin: bool, redis_up: bool) -> html.Div:
             className="btn btn-sm btn-outline-secondary")),
         dcc.Store(id=KEYS_STATE, data=state),
         dcc.Store(id=SEARCH_REQUEST, data=None),
+        dcc.Store(id=SCROLL_MORE, data=None),
     ], title="Keys"))
 
 
@@ -532,12 +535,31 @@ def refresh_metrics(tab, minutes, _n, _clicks, instance):
     return render_metrics(_instance(instance), minutes)
 
 
+# The grid reports every end of a scroll, including the ones it makes itself
+# when it is shown or its rows are replaced. Only a scroll near the end of a
+# search with more to scan asks the server for the next page: a needless
+# request of keys_page while a search runs makes Dash drop that search's
+# answer (it keeps only the newest call of a callback), and the search was
+# lost, e.g. "Browse keys" showed the previous keys.
+clientside_callback(
+    """function (event, state) {
+        const d = (event || {}).data || {};
+        const last = Number(d.last), rows = Number(d.rows);
+        if (!state || state.done || state.capped || !(last >= rows - %d)) {
+            return window.dash_clientside.no_update;
+        }
+        return {data: {last: last, rows: rows}, at: Date.now()};
+    }""" % NEAR_END_ROWS,
+    Output(SCROLL_MORE, "data"), Input(ui.KEYS_GRID, "eventData"), State(KEYS_STATE, "data"),
+    prevent_initial_call=True)
+
+
 @callback(Output(ui.KEYS_GRID, "rowData"), Output(KEYS_STATE, "data"),
           Output(KEYS_INFO, "children"), Output(KEYS_MORE, "disabled"),
           Output(KEYS_ERROR, "children"),
           Input(SEARCH, "n_clicks"), Input(PATTERN, "n_submit"), Input(TYPE, "value"),
           Input(SEARCH_REQUEST, "data"), Input(REFRESH_NOW, "n_clicks"),
-          Input(KEYS_MORE, "n_clicks"), Input(ui.KEYS_GRID, "eventData"),
+          Input(KEYS_MORE, "n_clicks"), Input(SCROLL_MORE, "data"),
           State(PATTERN, "value"), State(KEYS_STATE, "data"), State(ui.KEYS_GRID, "rowData"),
           State(INSTANCE, "data"), State(TABS, "active_tab"), prevent_initial_call=True)
 def keys_page(_search, _submit, type_, _request, _refresh, _more, event, pattern, state, rows,
@@ -549,10 +571,10 @@ def keys_page(_search, _submit, type_, _request, _refresh, _more, event, pattern
     trigger = ctx.triggered_id
     if trigger == REFRESH_NOW and tab != "keys":
         return (no_update,) * 5
-    if trigger in (KEYS_MORE, ui.KEYS_GRID):
+    if trigger in (KEYS_MORE, SCROLL_MORE):
         if not state or state.get("done") or state.get("capped"):
             return (no_update,) * 5
-        if trigger == ui.KEYS_GRID and not _near_end(event):
+        if trigger == SCROLL_MORE and not _near_end(event):
             return (no_update,) * 5
         return search_keys(instance, state["pattern"], state.get("type"), state, rows)
     return search_keys(instance, pattern, type_)
