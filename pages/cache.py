@@ -569,6 +569,10 @@ def keys_page(_search, _submit, type_, _request, _refresh, _more, event, pattern
     scrolled to its end)."""
     instance = _instance(instance)
     trigger = ctx.triggered_id
+    if not any(t.get("value") for t in ctx.triggered):
+        # The call Dash makes when the page's content arrives (no click, no
+        # request yet): the layout already lists the first page of keys.
+        return (no_update,) * 5
     if trigger == REFRESH_NOW and tab != "keys":
         return (no_update,) * 5
     if trigger in (KEYS_MORE, SCROLL_MORE):
