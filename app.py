@@ -92,8 +92,12 @@ def main(argv: list[str] | None = None) -> None:
     # the finally below and the atexit hooks, so buffered events are written
     # and the embedded Redis server is shut down, not orphaned.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # Requests the server refuses itself (a URL over 64 KiB, a header line
+    # too long, a malformed request line) answer in the JSON error shape.
+    from dashapp.security.edge import JsonErrorRequestHandler
     try:
-        app.run(host=args.host, port=args.port, debug=False)
+        app.run(host=args.host, port=args.port, debug=False,
+                request_handler=JsonErrorRequestHandler)
     finally:
         ops.close()
 
@@ -109,13 +113,19 @@ def _reset_admin_password(settings) -> None:
     store.upgrade()
     users = UserService(store)
     password = secrets.token_urlsafe(12)
+    from dashapp.security import audit
+    # Audited first: the password is not changed unless the audit row is written.
+    try:
+        entry = audit.begin(store, actor="cli", action="admin_password_reset",
+                            target=f"user:{settings.admin_user}", ip="local")
+    except audit.AuditUnavailable as exc:
+        store.close()
+        _fail(str(exc))
     if users.by_name(settings.admin_user) is None:
         users.create_user(settings.admin_user, password, "admin")
     else:
         users.set_password(settings.admin_user, password)
-    from dashapp.security import audit
-    audit.record(store, actor="cli", action="admin_password_reset", outcome="success",
-                 target=f"user:{settings.admin_user}", ip="local")
+    entry.finish("success")
     print(f"New password for {settings.admin_user}: {password}")
     store.close()
 

@@ -14,6 +14,12 @@ folder, gunicorn reads this file by itself; or pass `-c gunicorn.conf.py`).
 - preload off: each worker builds its own app (connections, the scheduler
   and the embedded Redis must not be shared across fork).
 - access log off: pass `--access-logfile -` to turn it on.
+- limit_request_line 8190, the largest bounded value gunicorn takes (and
+  what nginx's default 8 KiB header buffer holds): the longest request line
+  the API accepts as valid fits (tests/api/test_server_limits.py). Longer
+  lines, over-long or too many headers, and malformed requests are refused
+  by gunicorn itself, in the console's JSON error shape (the worker class
+  below).
 
 Options given on the command line win over this file.
 """
@@ -22,7 +28,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from gunicorn.workers.gthread import ThreadWorker  # noqa: E402
+
 from dashapp.config import SettingsError, load_settings  # noqa: E402
+from dashapp.security.edge import json_error_worker  # noqa: E402
 
 try:
     _settings = load_settings()
@@ -32,7 +41,8 @@ except SettingsError as exc:
 
 bind = [f"{os.environ.get('OPS_HOST', '127.0.0.1')}:{os.environ.get('OPS_PORT', '8050')}"]
 workers = _settings.workers
-worker_class = "gthread"
+worker_class = json_error_worker(ThreadWorker)  # gthread; refusals in JSON
+limit_request_line = 8190
 threads = _settings.log_max_streams + 4
 timeout = 60             # a worker silent this long (not a request this long) is restarted
 graceful_timeout = 30    # on stop/reload: finish requests, end streams, flush buffers

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dashapp.config import ROOT, Settings, _variable_for
+from dashapp.core.scrub import is_secret_name
 
 START = "<!-- config:start -->"
 END = "<!-- config:end -->"
@@ -84,7 +85,6 @@ VALIDATOR_RULES: dict[str, str | dict[str, str]] = {
                    "*": "a SQLAlchemy database URL"},
 }
 
-SECRET_WORDS = ("password", "secret", "token", "dsn")
 DEFAULT_SENTENCE = re.compile(r"\s*Default:\s*(?P<value>.+?)(?:\.(?=\s|$)|$)")
 
 
@@ -102,7 +102,8 @@ class SettingDoc:
 
 
 def is_secret(field: str) -> bool:
-    return any(word in field.lower() for word in SECRET_WORDS)
+    """By the console's one deny-list (dashapp.core.scrub)."""
+    return is_secret_name(field)
 
 
 def _number(value) -> str:

@@ -114,6 +114,10 @@ def _register_api(server: OpenAPI) -> None:
 
     from dashapp.api.common import unmatched_api_method
     server.register_error_handler(MethodNotAllowed, unmatched_api_method)
+    # A change whose audit row cannot be written was not made: 503, any route.
+    from dashapp.security.audit import AuditUnavailable
+    server.register_error_handler(
+        AuditUnavailable, lambda exc: error(exc.status, exc.code, str(exc)))
 
     @server.get("/api/openapi.json", doc_ui=False)
     @requires("viewer")
@@ -135,7 +139,9 @@ def _register_api(server: OpenAPI) -> None:
 
     @server.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        if not is_api():
+        # Dash's own endpoints (/_dash-update-component, ...) are called by
+        # script, not read by people: the error shape there too.
+        if not is_api() and not request.path.startswith("/_dash-"):
             return exc
         code = (exc.name or "error").lower().replace(" ", "_")
         return error(exc.code or 500, code, exc.description or exc.name)
@@ -228,17 +234,21 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     # The limiter first: it counts a request before the guard may refuse it.
     from dashapp.security.limits import init_limits
     init_limits(server, settings, redis.client)
+    # Bodies the JSON parser cannot take are refused before the sign-in check.
+    from dashapp.security.edge import init_request_bodies
+    init_request_bodies(server)
     init_auth(server, users)
     server.register_blueprint(auth_views)
     _register_api(server)
     from dashapp.observability import init_metrics
     init_metrics(server)
 
+    from dashapp.ui.errors import on_callback_error
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(PAGES_DIR),
         assets_folder=str(ASSETS_DIR), title="Ops Console",
         suppress_callback_exceptions=True, serve_locally=True,
-        update_title=None,
+        update_title=None, on_error=on_callback_error,
     )
     from dashapp.ui.shell import index_string
     # The theme boot script in <head>: no flash of the wrong theme on load.

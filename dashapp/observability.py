@@ -14,8 +14,10 @@ and Redis, so every worker answers the same and a restart loses nothing:
 
 Sentry: with SENTRY_DSN set, `init_sentry()` reports errors of the console
 (and `monitor()` calls it for the host) through sentry-sdk; nothing is sent
-when it is unset, and no request data or user is attached (send_default_pii
-stays off) so no secret leaves with an error.
+when it is unset, and no request data, user or frame variables are attached
+(send_default_pii and include_local_variables stay off); messages,
+exception values and breadcrumbs pass the console's scrubber (SQL values
+included), so no secret leaves with an error.
 """
 from __future__ import annotations
 
@@ -38,12 +40,50 @@ def init_sentry(dsn: str | None, *, component: str, environment: str | None = No
     if sentry_sdk.get_client().is_active():
         return True
     from dashapp import __version__
+    # No frame's local variables (they hold SQL parameters, form fields...),
+    # and every message passes the console's scrubber before it leaves.
     sentry_sdk.init(dsn=dsn, environment=environment, release=f"ops-console@{__version__}",
                     send_default_pii=False, traces_sample_rate=0.0,
-                    server_name=None)
+                    server_name=None, include_local_variables=False,
+                    before_send=scrub_event, before_breadcrumb=_scrub_breadcrumb)
     sentry_sdk.set_tag("ops.component", component)
     logger.info("Sentry error reporting on (%s)", component)
     return True
+
+
+def _scrub_breadcrumb(crumb: dict, hint: dict | None = None) -> dict:
+    from dashapp.core.scrub import scrub_text, scrub_value
+    if isinstance(crumb.get("message"), str):
+        crumb["message"] = scrub_text(crumb["message"])
+    if isinstance(crumb.get("data"), dict):
+        crumb["data"] = scrub_value(crumb["data"])
+    return crumb
+
+
+def scrub_event(event: dict, hint: dict | None = None) -> dict:
+    """An event as Sentry may receive it: exception messages (a database
+    error's SQL values included), log messages, breadcrumbs and extras
+    scrubbed by the console's one scrubber."""
+    from dashapp.core.scrub import scrub_text, scrub_value
+    for exc in (event.get("exception") or {}).get("values") or ():
+        if isinstance(exc.get("value"), str):
+            exc["value"] = scrub_text(exc["value"])
+    if isinstance(event.get("message"), str):
+        event["message"] = scrub_text(event["message"])
+    entry = event.get("logentry")
+    if isinstance(entry, dict):
+        for key in ("message", "formatted"):
+            if isinstance(entry.get(key), str):
+                entry[key] = scrub_text(entry[key])
+        if entry.get("params"):
+            entry["params"] = scrub_value(entry["params"])
+    crumbs = event.get("breadcrumbs")
+    for crumb in (crumbs.get("values") if isinstance(crumbs, dict) else crumbs) or ():
+        if isinstance(crumb, dict):
+            _scrub_breadcrumb(crumb)
+    if isinstance(event.get("extra"), dict):
+        event["extra"] = scrub_value(event["extra"])
+    return event
 
 
 class _Collector:

@@ -392,9 +392,12 @@ def kill(target: dict | None, instance: str) -> tuple[str, str]:
     if not isinstance(client_id, int) or client_id < 1:
         return "Select a client in the table first.", "warning"
 
+    # Audited before the kill: AuditUnavailable (a toast) and no kill otherwise.
+    entry = audit.begin(ops.store, actor=actor, action="redis_client_kill",
+                        target=audit_target)
+
     def record(outcome: str, **details) -> None:
-        audit.record(ops.store, actor=actor, action="redis_client_kill",
-                     outcome=outcome, target=audit_target, details=details or None)
+        entry.finish(outcome, details or None)
     try:
         killed = svc.kill_client(_client(instance), client_id)
     except svc.ClientNotFound:
@@ -453,15 +456,14 @@ def reset(instance: str) -> tuple[str, str]:
     actor, refusal = action_allowed("admin", "redis_slowlog_reset", target)
     if actor is None:
         return f"Resetting the slowlog: {refusal}", "danger"
+    entry = audit.begin(ops.store, actor=actor, action="redis_slowlog_reset", target=target)
     try:
         removed = svc.reset_slowlog(_client(instance))
     except (svc.redis_lib.RedisError, OSError) as exc:
-        audit.record(ops.store, actor=actor, action="redis_slowlog_reset",
-                     outcome="failure", target=target, details={"reason": type(exc).__name__})
+        entry.finish("failure", {"reason": type(exc).__name__})
         return f"Redis ({instance}) did not reset its slowlog: {type(exc).__name__}: " \
                f"{str(exc)[:200]}", "danger"
-    audit.record(ops.store, actor=actor, action="redis_slowlog_reset",
-                 outcome="success", target=target, details={"entries_removed": removed})
+    entry.finish("success", {"entries_removed": removed})
     return f"Slowlog reset: {removed:,} entr{'y' if removed == 1 else 'ies'} removed.", \
         "success"
 

@@ -31,7 +31,7 @@ class AuditQuery(BaseModel):
     action: str | None = Field(None, max_length=400, description=(
         "An action (e.g. user_create, login, permission_denied), or several "
         "comma-separated"))
-    outcome: str | None = Field(None, pattern="^(success|failure|denied)$")
+    outcome: str | None = Field(None, pattern="^(success|failure|denied|pending)$")
     target: str | None = Field(None, max_length=255,
                                description="Text in the target (case-insensitive)")
     ip: str | None = Field(None, max_length=64, description="Exactly this client IP")
@@ -67,7 +67,8 @@ class AuditEventOut(BaseModel):
     actor: str
     action: str
     target: str
-    outcome: str = Field(description="success, failure or denied")
+    outcome: str = Field(description="success, failure or denied; pending: a change "
+                                     "attempted whose outcome could not be recorded")
     ip: str | None
     details: dict | None = Field(description="Secrets redacted as ***")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashapp.api.common import (INPUT_ERRORS, MAX_ID, SECURITY, ErrorBody, error,
-                                example, tidy_docs)
+                                example, guarded, store_unavailable, tidy_docs)
 from dashapp.security import audit
 from dashapp.security.auth import current_principal
 from dashapp.security.roles import public, requires
@@ -57,8 +58,14 @@ def _ops():
     return current_app.extensions["ops"]
 
 
-@bp.post("/token", responses={200: TokenResponse, 400: ErrorBody, 401: ErrorBody})
+# A locked or unreachable store is a 503 here as on every other route.
+_guarded = guarded((SQLAlchemyError,), lambda exc: store_unavailable(exc, "auth API"))
+
+
+@bp.post("/token", responses={200: TokenResponse, 400: ErrorBody, 401: ErrorBody,
+                              429: ErrorBody, 503: ErrorBody})
 @public
+@_guarded
 def create_token(body: TokenRequest):
     """Exchange a username and password for an API token."""
     ops = _ops()
@@ -67,17 +74,25 @@ def create_token(body: TokenRequest):
         audit.record(ops.store, actor=body.username, action="token_create",
                      outcome="failure", details={"reason": "bad credentials"})
         return error(401, "invalid_credentials", "Wrong username or password.")
-    token, row = ops.users.create_token(user.id, body.name, body.expires_in_days)
-    audit.record(ops.store, actor=user.username, action="token_create",
-                 outcome="success", target=f"token:{row.id}",
-                 details={"name": body.name, "prefix": row.prefix})
+    # Audited before the token exists: no token without its audit row (503).
+    entry = audit.begin(ops.store, actor=user.username, action="token_create",
+                        target=f"user:{user.username}", details={"name": body.name})
+    try:
+        token, row = ops.users.create_token(user.id, body.name, body.expires_in_days)
+    except Exception as exc:
+        entry.finish("failure", {"name": body.name, "error": type(exc).__name__})
+        raise
+    entry.finish("success", {"name": body.name, "prefix": row.prefix},
+                 target=f"token:{row.id}")
     return {"token": token, "id": row.id,
             "expires_at": row.expires_at.isoformat() if row.expires_at else None}
 
 
 @bp.delete("/token/<int:token_id>", responses={200: RevokeResponse, 404: ErrorBody,
-                                                 **INPUT_ERRORS}, security=SECURITY)
+                                                 503: ErrorBody, **INPUT_ERRORS},
+           security=SECURITY)
 @requires("viewer")
+@_guarded
 def revoke_token(path: TokenPath):
     """Revoke one of your tokens (admins may revoke anyone's)."""
     ops = _ops()
@@ -89,9 +104,9 @@ def revoke_token(path: TokenPath):
         owner = row.user_id if row else None
     if row is None or (owner != user.id and me.role != "admin"):
         return error(404, "not_found", f"No token {path.token_id}.")
-    ops.users.revoke_token(path.token_id)
-    audit.record(ops.store, actor=me.username, action="token_revoke",
-                 outcome="success", target=f"token:{path.token_id}")
+    with audit.audited(ops.store, actor=me.username, action="token_revoke",
+                       target=f"token:{path.token_id}"):
+        ops.users.revoke_token(path.token_id)
     return {"revoked": path.token_id}
 
 

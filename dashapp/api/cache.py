@@ -74,10 +74,18 @@ class KeysQuery(BaseModel):
         return value
 
 
+# Longest key a URL may name: with every character percent-encoded, the
+# longest valid request line stays inside gunicorn's limit_request_line
+# (gunicorn.conf.py; tests/api/test_server_limits.py checks every route).
+MAX_KEY_CHARS = 1024
+MAX_KEY_B64 = 1368  # base64 of MAX_KEY_CHARS bytes
+
+
 class KeyRefQuery(BaseModel):
     instance: str = INSTANCE
-    key: str | None = Field(None, max_length=4096, description="The key as UTF-8 text")
-    key_b64: str | None = Field(None, max_length=8192,
+    key: str | None = Field(None, max_length=MAX_KEY_CHARS,
+                            description="The key as UTF-8 text")
+    key_b64: str | None = Field(None, max_length=MAX_KEY_B64,
                                 description="The key's bytes, URL-safe base64 (any key). "
                                             "Give exactly one of key and key_b64")
 
@@ -94,7 +102,8 @@ class KeyPageQuery(BaseModel):
 
 
 class KeyPath(BaseModel):
-    key: str = Field(min_length=1, max_length=4096, description="The key, URL-encoded")
+    key: str = Field(min_length=1, max_length=MAX_KEY_CHARS,
+                     description="The key, URL-encoded")
 
 
 class TtlBody(BaseModel):

@@ -280,8 +280,10 @@ def files():
 @_guarded
 def read(path: FilePath):
     """A file's text and version (also as a strong ETag). Values of keys that
-    look secret (password, token, secret, key, ...) and passwords in URLs are
-    shown as ******** unless the caller is an admin (`masked: true`)."""
+    name a secret (`DB_PASSWORD`, `client_secret`, `api_key`, ...; not
+    `cache_key`) and secrets inside values (URL passwords, flow maps, inline
+    tables, connection strings, private keys) are shown as ******** unless
+    the caller is an admin (`masked: true`)."""
     admin = _is_admin()
     data = svc.read_file(_folder(), path.name, reveal=admin)
     return _with_etag({**data, "editable": admin}, data["version"])

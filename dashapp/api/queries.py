@@ -334,16 +334,12 @@ def post_explain(body: ExplainBody):
     if not body.analyze:
         result = svc.explain(engine, body.sql)
     else:
-        try:
+        # ANALYZE runs the statement: audited before it runs, or not run.
+        with audit.audited(ops.store, actor=me.username, action="explain_analyze",
+                           target=engine.url.get_backend_name(),
+                           details={"sql": body.sql[:500]}) as info:
             result = svc.explain(engine, body.sql, analyze=True)
-        except Exception as exc:
-            audit.record(ops.store, actor=me.username, action="explain_analyze",
-                         outcome="failure",
-                         details={"sql": body.sql[:500], "error": str(exc)[:300]})
-            raise
-        audit.record(ops.store, actor=me.username, action="explain_analyze",
-                     outcome="success", target=engine.url.get_backend_name(),
-                     details={"sql": body.sql[:500], "execution_ms": result.get("execution_ms")})
+            info["execution_ms"] = result.get("execution_ms")
     result.pop("raw", None)
     try:
         result["suggestions"] = svc.suggest(engine, result["sql"], result)

@@ -559,10 +559,16 @@ def _call(instance: str, func, *args, **kwargs):
         return None, error(400, "invalid_request", str(exc))
 
 
-def _audit(action: str, outcome: str, target: str, **details) -> None:
+def _audit(action: str, target: str):
+    """The change's audit row, written before the change (AuditUnavailable,
+    a 503, when it cannot be); call the result with the outcome afterwards."""
     me = current_principal()
-    audit.record(_ops().store, actor=me.username if me else "?", action=action,
-                 outcome=outcome, target=target, details=details or None)
+    entry = audit.begin(_ops().store, actor=me.username if me else "?",
+                        action=action, target=target)
+
+    def done(outcome: str, **details) -> None:
+        entry.finish(outcome, details or None)
+    return done
 
 
 # ------------------------------------------------------------------ routes
@@ -634,25 +640,26 @@ def kill_client(path: ClientPath, query: InstanceQuery):
     handle, failure = redis_handle(query.instance)
     if failure is not None:
         return failure
+    done = _audit("redis_client_kill", target)
     try:
         killed = svc.kill_client(handle.client, path.client_id)
     except svc.ClientNotFound as exc:
-        _audit("redis_client_kill", "failure", target, reason="not found")
+        done("failure", reason="not found")
         return error(404, "not_found", f"{exc} on Redis ({query.instance}).")
     except svc.OwnConnection:
-        _audit("redis_client_kill", "failure", target, reason="own connection")
+        done("failure", reason="own connection")
         return error(409, "own_connection",
                      f"Client {path.client_id} is the console's own connection; "
                      "it is not killed.")
     except svc.UNAVAILABLE as exc:
-        _audit("redis_client_kill", "failure", target, reason="redis unavailable")
+        done("failure", reason="redis unavailable")
         return redis_unavailable(exc, query.instance)
     except svc.redis_lib.RedisError as exc:
-        _audit("redis_client_kill", "failure", target, reason=str(exc)[:200])
+        done("failure", reason=str(exc)[:200])
         return error(502, "redis_error",
                      f"Redis ({query.instance}) refused the command: {str(exc)[:200]}")
-    _audit("redis_client_kill", "success", target, addr=killed.get("addr"),
-           name=killed.get("name"), last_command=killed.get("cmd"))
+    done("success", addr=killed.get("addr"), name=killed.get("name"),
+         last_command=killed.get("cmd"))
     return {"instance": query.instance, "killed": path.client_id, "client": killed}
 
 
@@ -670,13 +677,15 @@ def slowlog(query: SlowlogQuery):
 def reset_slowlog(query: InstanceQuery):
     """Empty the slowlog (SLOWLOG RESET). Admin only; audited."""
     target = f"redis:{query.instance}:slowlog"
+    _handle, failure = redis_handle(query.instance)
+    if failure is not None:
+        return failure
+    done = _audit("redis_slowlog_reset", target)
     removed, failure = _call(query.instance, svc.reset_slowlog)
     if failure is not None:
-        if failure.status_code != 404:
-            _audit("redis_slowlog_reset", "failure", target,
-                   reason=(failure.get_json() or {}).get("error", {}).get("code"))
+        done("failure", reason=(failure.get_json() or {}).get("error", {}).get("code"))
         return failure
-    _audit("redis_slowlog_reset", "success", target, entries_removed=removed)
+    done("success", entries_removed=removed)
     return {"instance": query.instance, "reset": True, "entries_removed": removed}
 
 

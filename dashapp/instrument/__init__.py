@@ -38,6 +38,7 @@ NO_ROUTE = "<no route>"
 # container of its own alive until the flush (a tuple each was one more
 # object per request for the cyclic garbage collector to track and walk).
 REQ_STRIDE, SQL_STRIDE = REQUEST_STRIDE, 6
+_EXC_MESSAGE = 7  # where a request's exception message sits in its values
 HEARTBEAT_SECONDS = 10.0
 
 
@@ -301,10 +302,17 @@ class Monitor:
     def _write(self, requests: list, statements: list) -> None:
         """One packed row per batch (see dashapp.services.ingest): the host
         pays for a JSON dump and one INSERT, not an indexed row per event."""
+        from dashapp.core.scrub import scrub_text
         from dashapp.instrument.fingerprint import fingerprint
         from dashapp.services.ingest import pack
         from dashapp.store.models import IngestBatch
 
+        # A 5xx's exception message (recorded as is on the request path, which
+        # must stay cheap) loses its secrets and SQL values here, before it
+        # leaves the host: e.g. SQLAlchemy's "[parameters: ('a@b.c', ...)]".
+        for i in range(_EXC_MESSAGE, len(requests), REQ_STRIDE):
+            if requests[i]:
+                requests[i] = scrub_text(requests[i])
         queries = []
         for i in range(0, len(statements), SQL_STRIDE):
             epoch, statement, ms, rows, rid, endpoint = statements[i:i + SQL_STRIDE]

@@ -34,7 +34,6 @@ import functools
 import inspect
 import itertools
 import logging
-import re
 import threading
 import time
 import traceback as tb_module
@@ -44,6 +43,7 @@ from typing import Any, Callable
 
 from sqlalchemy import delete, insert, select, update
 
+from dashapp.core.scrub import is_secret_name, scrub_text
 from dashapp.store.models import BackgroundJob, JobCommand, JobSchedule, as_utc
 
 logger = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ PENDING_GRACE = timedelta(minutes=2)  # a past pending row nobody resolved is dr
 BREAKER_SECONDS = 5.0       # after a failed write, direct writes pause this long
 RECENT_CALLS = 500          # real (unredacted) calls kept for retries, per process
 MAX_TEXT = 20_000           # traceback characters kept
-SECRET_WORDS = ("password", "passwd", "pwd", "token", "secret", "key", "authorization",
-                "credential", "cookie")
-URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s/]+@")
-BEARER = re.compile(r"(?i)\b(bearer|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 
 
 class JobCancelled(Exception):
@@ -73,13 +69,10 @@ def utcnow() -> datetime:
 
 # --------------------------------------------------------------- redaction
 
-def _secret_name(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in SECRET_WORDS)
-
-
-def _scrub(text: str) -> str:
-    return BEARER.sub(lambda m: f"{m.group(1)} ***", URL_PASSWORD.sub(r"\g<scheme>:***@", text))
+# Names and values are judged by the console's one scrubber, so an argument
+# masked here is masked the same way in logs, configs and the audit trail.
+_secret_name = is_secret_name
+_scrub = scrub_text
 
 
 def _shown(value: Any, depth: int = 0) -> Any:

@@ -4,6 +4,13 @@ Passwords are hashed with scrypt (werkzeug), tokens are random 256-bit
 strings of which only the SHA-256 is stored. Every request passes one guard:
 `/api/...` routes answer 401/403 in the JSON error shape, pages redirect to
 the sign-in form.
+
+A browser session is a row in the store (ops_user_session) named by a random
+key in the signed session cookie: signing out deletes the row, deactivating
+a user or changing their password deletes all of theirs. A copied cookie is
+therefore worth nothing once its session has ended, and re-activating a user
+brings none of their old sessions back. Sessions unused for
+SESSION_IDLE_LIMIT end by themselves.
 """
 from __future__ import annotations
 
@@ -17,14 +24,14 @@ from datetime import timedelta
 
 from flask import Flask, current_app, g, jsonify, redirect, request, url_for
 from flask_login import LoginManager, UserMixin, current_user
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from dashapp.security import audit
 from dashapp.security.roles import PUBLIC, ROLES, access_of, role_allows
 from dashapp.store import Store
-from dashapp.store.models import ApiToken, User, as_utc, utcnow
+from dashapp.store.models import ApiToken, User, UserSession, as_utc, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +43,18 @@ def _dummy_hash() -> str:
     user enumeration by timing); made on first use, not at import."""
     return generate_password_hash("not-a-real-password")
 
-# Paths a signed-out visitor may load: the sign-in form and static files.
-PUBLIC_PREFIXES = ("/login", "/logout", "/assets/", "/_favicon.ico")
+# What a signed-out visitor may load: the sign-in form and static files.
+# Whole paths only: /loginx or /login/x are not the sign-in form.
+PUBLIC_PATHS = frozenset({"/login", "/logout", "/_favicon.ico"})
+PUBLIC_PREFIXES = ("/assets/",)
+# A session unused this long has ended (the server forgets it).
+SESSION_IDLE_LIMIT = timedelta(hours=12)
+# Its last use is written at most this often: no write per request.
+SESSION_TOUCH_EVERY = timedelta(minutes=10)
+
+
+def is_public_path(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 @dataclass(frozen=True)
@@ -48,15 +65,17 @@ class Principal(UserMixin):
     role: str
     password_fingerprint: str
     via: str = "session"  # "session" or "token"
+    session_key: str = ""  # the server-side session (browser sessions only)
 
     def get_id(self) -> str:
-        # The fingerprint ends every session when the password changes.
-        return f"{self.id}:{self.password_fingerprint}"
+        # What the session cookie stores. The fingerprint ends every session
+        # when the password changes (also one changed directly in the store).
+        return f"{self.id}:{self.password_fingerprint}:{self.session_key}"
 
     @classmethod
-    def of(cls, user: User, via: str = "session") -> "Principal":
+    def of(cls, user: User, via: str = "session", session_key: str = "") -> "Principal":
         return cls(user.id, user.username, user.role,
-                   _fingerprint(user.password_hash), via)
+                   _fingerprint(user.password_hash), via, session_key)
 
 
 def _fingerprint(password_hash: str) -> str:
@@ -97,6 +116,7 @@ class UserService:
             if user is None:
                 raise LookupError(username)
             user.password_hash = generate_password_hash(password)
+            end_sessions(sess, user.id)
 
     def authenticate(self, username: str, password: str) -> User | None:
         """The active user whose password matches, else None (constant-ish time)."""
@@ -134,6 +154,56 @@ class UserService:
             self.set_password(username, password)
             logger.info("admin password for %r set from OPS_ADMIN_PASSWORD", username)
         return None
+
+    # ----- browser sessions ------------------------------------------------
+    def start_session(self, user_id: int) -> str:
+        """A new server-side session; returns the key the cookie carries.
+        Also forgets sessions idle past SESSION_IDLE_LIMIT (never signed out)."""
+        key = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.store.session() as sess:
+            sess.execute(delete(UserSession).where(
+                UserSession.last_seen_at < now - SESSION_IDLE_LIMIT))
+            sess.add(UserSession(id=hash_token(key), user_id=user_id,
+                                 created_at=now, last_seen_at=now))
+        return key
+
+    def session_user(self, user_id: int, key: str) -> User | None:
+        """The active user of a live session `key` of user `user_id`, else None."""
+        if not key:
+            return None
+        session_id = hash_token(key)
+        with self.store.session() as sess:
+            row = sess.get(UserSession, session_id)
+            if row is None or row.user_id != user_id:
+                return None
+            now = utcnow()
+            seen = as_utc(row.last_seen_at)
+            if now - seen > SESSION_IDLE_LIMIT:
+                return None  # forgotten by the next sign-in's clean-up
+            user = sess.get(User, user_id)
+            if user is None or not user.active:
+                return None
+        if now - seen > SESSION_TOUCH_EVERY:
+            self._touch(session_id, now)
+        return user
+
+    def _touch(self, session_id: str, now) -> None:
+        """Record a session's use; best effort, so a store that can be read
+        but not written (locked) does not sign anyone out."""
+        try:
+            with self.store.session() as sess:
+                row = sess.get(UserSession, session_id)
+                if row is not None:
+                    row.last_seen_at = now
+        except SQLAlchemyError as exc:
+            logger.warning("could not record a session's use: %s", type(exc).__name__)
+
+    def end_session(self, key: str) -> None:
+        """Sign-out: the session ends on the server, whoever holds its cookie."""
+        if key:
+            with self.store.session() as sess:
+                sess.execute(delete(UserSession).where(UserSession.id == hash_token(key)))
 
     # ----- tokens ----------------------------------------------------------
     def create_token(self, user_id: int, name: str = "",
@@ -176,6 +246,12 @@ class UserService:
 
 
 
+def end_sessions(sess, user_id: int) -> None:
+    """End every browser session of a user, in the caller's transaction
+    (deactivation, password changes): their cookies stop working for good."""
+    sess.execute(delete(UserSession).where(UserSession.user_id == user_id))
+
+
 # ----- the request guard ----------------------------------------------------
 def error_response(status: int, code: str, message: str):
     resp = jsonify({"error": {"code": code, "message": message}})
@@ -212,16 +288,28 @@ def current_role() -> str | None:
     return principal.role if principal else None
 
 
+def _is_page(path: str) -> bool:
+    """A page of the console (Dash's page registry), e.g. / or /endpoints."""
+    import dash
+    wanted = path.rstrip("/") or "/"
+    return any(((page.get("path") or "").rstrip("/") or "/") == wanted
+               for page in dash.page_registry.values())
+
+
 def _guard():
     path = request.path
     is_api = path == "/api" or path.startswith("/api/")
     if not is_api:
-        if path.startswith(PUBLIC_PREFIXES) or path == "/metrics":
+        if is_public_path(path) or path == "/metrics":
             return None  # /metrics checks its own bearer token
         if current_principal() is not None:
             return None
         if path.startswith("/_dash-") or request.method != "GET":
             return error_response(401, "unauthenticated", "Sign in first.")
+        if not _is_page(path):
+            # Signed out, only the pages lead to the sign-in form; anything
+            # else gets no page shell (which names Dash's and Plotly's versions).
+            return error_response(404, "not_found", "There is no such page.")
         target = request.full_path if request.query_string else path
         return redirect(url_for("ops_auth.login", next=target))
 
@@ -267,14 +355,15 @@ def init_auth(app: Flask, users: UserService) -> None:
 
     @manager.user_loader
     def load_user(session_id: str):
-        user_id, _, fingerprint = session_id.partition(":")
+        user_id, _, rest = session_id.partition(":")
+        fingerprint, _, key = rest.partition(":")
         try:
-            user = users.get(int(user_id))
+            user = users.session_user(int(user_id), key)
         except (ValueError, Exception):  # noqa: BLE001 - bad cookie or store down
             return None
-        if user is None or not user.active:
+        if user is None:
             return None
-        principal = Principal.of(user)
+        principal = Principal.of(user, session_key=key)
         if not hmac.compare_digest(principal.password_fingerprint, fingerprint):
             return None
         return principal

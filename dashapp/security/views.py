@@ -10,6 +10,7 @@ from flask import (Blueprint, current_app, redirect, render_template, request,
                    session, url_for)
 from flask_login import login_user, logout_user
 
+from dashapp.api.common import error
 from dashapp.security import audit
 from dashapp.security.auth import Principal, current_principal
 
@@ -19,8 +20,9 @@ bp = Blueprint("ops_auth", __name__, template_folder="../templates")
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths: no open redirect to another host."""
-    if not target:
+    """Only same-site relative paths: no open redirect to another host, and
+    no control characters (CR/LF cannot go into a Location header)."""
+    if not target or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in target):
         return "/"
     parsed = urlparse(target)
     if parsed.scheme or parsed.netloc or not target.startswith("/") \
@@ -52,6 +54,12 @@ def login():
         return render_login()
 
     ops = current_app.extensions["ops"]
+    if not request.mimetype.startswith(("application/x-www-form-urlencoded",
+                                        "multipart/form-data")):
+        # Scripts sign in with POST /api/auth/token; only the form posts here.
+        return error(400, "invalid_request",
+                     "Sign in with the sign-in form, or get an API token from "
+                     "POST /api/auth/token.")
     username = (request.form.get("username") or "").strip()[:64]
     password = request.form.get("password") or ""
     sent = request.form.get("csrf_token") or ""
@@ -62,6 +70,7 @@ def login():
         return render_login("Enter your username and password.", username, 400)
     try:
         user = ops.users.authenticate(username, password)
+        key = ops.users.start_session(user.id) if user is not None else ""
     except Exception:  # noqa: BLE001 - store down: say so, don't crash
         logger.exception("sign-in failed: store unavailable")
         return render_login("The console's database is unavailable; try again shortly.",
@@ -71,7 +80,7 @@ def login():
                      details={"reason": "bad credentials"})
         return render_login("Wrong username or password.", username, 401)
     session.clear()  # a fresh session on sign-in (no fixation)
-    login_user(Principal.of(user))
+    login_user(Principal.of(user, session_key=key))
     audit.record(ops.store, actor=user.username, action="login", outcome="success")
     return redirect(_safe_next(request.form.get("next")))
 
@@ -80,7 +89,13 @@ def login():
 def logout():
     principal = current_principal()
     if principal is not None:
-        audit.record(current_app.extensions["ops"].store, actor=principal.username,
+        ops = current_app.extensions["ops"]
+        if principal.via == "session":
+            try:
+                ops.users.end_session(principal.session_key)
+            except Exception:  # noqa: BLE001 - the cookie is cleared below anyway
+                logger.warning("sign-out: could not end the session in the store")
+        audit.record(ops.store, actor=principal.username,
                      action="logout", outcome="success")
     logout_user()
     session.clear()

@@ -17,7 +17,9 @@ Targets come from OPS_BACKUP_TARGETS (default: the demo shop's SQLite file).
   environment only, never on a command line, in a log or in an error.
 
 Every restore first checks the file's sha256 against the one recorded when
-it was made and takes a safety backup of the current database. One backup or
+it was made and takes a safety backup of the current database (removed again
+when the restore fails, since a failed restore changed nothing). Backup files
+and their temporary files are owner-only (0600), whatever the umask. One backup or
 restore per target at a time (a row in `ops_backup_lock`, shared by every
 worker). The functions here are what both /api/backup and the Backups page
 call; auditing is the caller's (see `audited`).
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
 import re
@@ -165,8 +168,21 @@ def tools_status() -> dict[str, bool]:
 
 def backup_folder(settings) -> Path:
     folder = Path(settings.backups_folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     return folder
+
+
+def _private(path: Path) -> io.BufferedWriter:
+    """A file opened for writing that only the console's user can read
+    (0600 whatever the umask, like the secret key); never through a symlink."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                 | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)             # a file left behind by a crash, too
+        return os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
@@ -258,6 +274,9 @@ def _dump_sqlite(target: Target, dest: Path, timeout_s: float) -> tuple[int, str
     try:
         source = _sqlite_connect(target.sqlite_path)
         try:
+            # An empty 0600 file first: SQLite keeps its mode (and gives it to
+            # the snapshot's journal), where it would create one with 0644.
+            _private(snapshot).close()
             copy = sqlite3.connect(snapshot)
             try:
                 # One step (-1): one read transaction, so the snapshot is
@@ -268,7 +287,7 @@ def _dump_sqlite(target: Target, dest: Path, timeout_s: float) -> tuple[int, str
                 copy.close()
         finally:
             source.close()
-        with open(partial, "wb") as raw:
+        with _private(partial) as raw:
             writer = _HashingWriter(raw)
             with gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=6, mtime=0) as gz, \
                     open(snapshot, "rb") as fh:
@@ -285,7 +304,7 @@ def _dump_sqlite(target: Target, dest: Path, timeout_s: float) -> tuple[int, str
 
 def _decompress(path: Path, dest: Path) -> None:
     try:
-        with gzip.open(path, "rb") as gz, open(dest, "wb") as out:
+        with gzip.open(path, "rb") as gz, _private(dest) as out:
             while block := gz.read(CHUNK):
                 out.write(block)
     except (OSError, EOFError, zlib.error) as exc:
@@ -423,6 +442,7 @@ def _dump_pg(target: Target, dest: Path, timeout_s: float) -> tuple[int, str]:
     partial = dest.with_name(f".{dest.name}.partial")
     uri, _env = _pg_args(target.url)
     try:
+        _private(partial).close()        # pg_dump writes into it, keeping its 0600
         _run_pg("pg_dump", ["--format=custom", "--no-password", f"--file={partial}",
                             f"--dbname={uri}"], target.url, timeout_s)
         size, digest = partial.stat().st_size, sha256_of(partial)
@@ -739,10 +759,14 @@ def restore_backup(store, settings, backup_id: int, *, actor: str, note: str = "
         except BaseException as exc:
             message = str(exc) if isinstance(exc, BackupError) else \
                 f"{type(exc).__name__}: {_scrub(str(exc), target.url)[:500]}"
+            if safety_id is not None and isinstance(exc, Exception):
+                message += _discard_safety(store, settings, safety_id, actor)
             _update(store, BackupRestore, restore_id, status="failed", error=message,
                     finished_at=utcnow(), duration_ms=_elapsed_ms(start))
-            if isinstance(exc, BackupError) or not isinstance(exc, Exception):
+            if not isinstance(exc, Exception):
                 raise
+            if isinstance(exc, BackupError):
+                raise type(exc)(message) from None
             raise RestoreFailed(f"The restore failed: {message}") from None
         _update(store, BackupRestore, restore_id, status="succeeded", finished_at=utcnow(),
                 duration_ms=_elapsed_ms(start))
@@ -750,6 +774,24 @@ def restore_backup(store, settings, backup_id: int, *, actor: str, note: str = "
                 safety_id)
     with store.session() as sess:
         return restore_info(sess.get(BackupRestore, restore_id))
+
+
+def _discard_safety(store, settings, safety_id: int, actor: str) -> str:
+    """Remove the safety backup of a restore that failed: the restore changed
+    nothing (SQLite and pg_restore roll the whole copy back), so the copy
+    would only pile up. The row stays as history, marked deleted. Returns
+    what to add to the restore's error."""
+    try:
+        row = _row(store, safety_id)
+        if row.file:
+            _remove(file_path(settings, row.file))
+        _update(store, BackupHistory, safety_id, status="deleted", deleted_at=utcnow(),
+                deleted_by=actor[:64])
+    except Exception as exc:  # noqa: BLE001 - never hide the restore's own error
+        logger.warning("safety backup #%d of a failed restore not removed: %s", safety_id, exc)
+        return f" The safety backup #{safety_id} taken before the restore is kept."
+    return (f" The safety backup #{safety_id} taken before the restore was removed, since "
+            "the database was not changed.")
 
 
 # ------------------------------------------------------------------ drill
@@ -905,15 +947,15 @@ def run_due_schedules(store, settings, now: datetime | None = None) -> list[dict
                                        kind="scheduled", note=f"schedule {row.cron}")
                 info["backup_id"] = outcome["backup_id"] = backup["id"]
             _update(store, BackupSchedule, row.id, last_backup_id=backup["id"])
-        except BackupError as exc:
+        except (BackupError, audit.AuditUnavailable) as exc:
             outcome["error"] = str(exc)
             logger.warning("scheduled backup of %s failed: %s", row.target, exc)
-        removed = apply_retention(store, settings, row.target, row.keep_last, row.keep_days,
-                                  now=now)
-        if removed:
-            audit.record(store, actor=SCHEDULER_ACTOR, action="backup_retention",
-                         outcome="success", target=f"backup:{row.target}",
-                         details={"deleted": removed})
+        try:
+            removed = apply_retention(store, settings, row.target, row.keep_last,
+                                      row.keep_days, now=now)
+        except audit.AuditUnavailable as exc:
+            removed = []
+            logger.warning("retention of %s not applied: %s", row.target, exc)
         outcome["retention_deleted"] = removed
         results.append(outcome)
     return results
@@ -966,18 +1008,25 @@ def retention_victims(rows: list[BackupHistory], keep_last: int | None,
 
 def apply_retention(store, settings, target: str, keep_last: int | None,
                     keep_days: int | None, now: datetime | None = None) -> list[int]:
-    """Delete the target's backups past their retention; returns their ids."""
+    """Delete the target's backups past their retention; returns their ids.
+    Audited first: AuditUnavailable, and nothing deleted, when it cannot be."""
     now = now or utcnow()
     with store.session() as sess:
         rows = sess.scalars(select(BackupHistory).where(
             BackupHistory.target == target, BackupHistory.status == "succeeded")).all()
+    victims = retention_victims(list(rows), keep_last, keep_days, now)
+    if not victims:
+        return []
     removed = []
-    for backup_id in retention_victims(list(rows), keep_last, keep_days, now):
-        try:
-            delete_backup(store, settings, backup_id, actor=SCHEDULER_ACTOR)
-            removed.append(backup_id)
-        except BackupError as exc:
-            logger.warning("retention could not delete backup #%d: %s", backup_id, exc)
+    with audited(store, actor=SCHEDULER_ACTOR, action="backup_retention",
+                 target=f"backup:{target}", details={"due": list(victims)}) as info:
+        for backup_id in victims:
+            try:
+                delete_backup(store, settings, backup_id, actor=SCHEDULER_ACTOR)
+                removed.append(backup_id)
+            except BackupError as exc:
+                logger.warning("retention could not delete backup #%d: %s", backup_id, exc)
+        info["deleted"] = removed
     return removed
 
 

@@ -6,8 +6,9 @@ Safety rules, each enforced here so the REST routes and the page share them:
 - A name is a clean relative path inside the folder: no ``..`` or ``.``
   segments, not absolute, no backslash, NUL or control characters, one of the
   allowed extensions, and it must resolve (realpath) to a regular file inside
-  realpath(folder) with no symlink anywhere on the way. Checked on every
-  read, and again under the lock right before a write (TOCTOU).
+  realpath(folder) with no symlink anywhere on the way and only one hard
+  link (another name could be outside the folder). Checked on every read,
+  and again under the lock right before a write (TOCTOU).
 - A file's version is the sha256 of its bytes. A write names the version it
   was based on; a different version on disk is a conflict (409), checked
   under a per-folder lock (``flock`` on the folder, so several console
@@ -41,6 +42,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import func, select
 
+from dashapp.core import scrub
 from dashapp.store.models import ConfigAudit, as_utc
 
 logger = logging.getLogger(__name__)
@@ -171,7 +173,17 @@ def resolve(folder: Path, name: str) -> Path:
         raise PathRefused(f"{name!r} is a folder, not a file.")
     if not stat.S_ISREG(st.st_mode):
         raise PathRefused(f"{name!r} is not a regular file.")
+    _refuse_hard_links(name, st)
     return Path(real)
+
+
+def _refuse_hard_links(name: str, st: os.stat_result) -> None:
+    """A file with a second name (a hard link) may be a file outside the
+    folder, so reading or writing it here is refused, like a symlink."""
+    if st.st_nlink > 1:
+        raise PathRefused(f"{name!r} has {st.st_nlink} hard links; files with more than one "
+                          "hard link are refused in the config folder (another name may "
+                          "be outside it).")
 
 
 def version_of(data: bytes) -> str:
@@ -193,6 +205,7 @@ def _read_bytes(path: Path) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise PathRefused(f"{path.name!r} is not a regular file.")
+        _refuse_hard_links(path.name, st)       # again on the open file (TOCTOU)
         if st.st_size > MAX_BYTES:
             raise NotText(f"The file is larger than {MAX_BYTES // 1024} KiB; edit it elsewhere.")
         chunks = []
@@ -254,8 +267,8 @@ def list_files(store, folder: Path) -> dict:
                 st = os.lstat(full)
             except (ConfigError, OSError):
                 continue
-            if not stat.S_ISREG(st.st_mode):
-                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                continue                # hard-linked files are refused: not listed
             if len(files) >= MAX_FILES:
                 truncated = True
                 break
@@ -292,9 +305,6 @@ def _last_changes(store, names: list[str]) -> dict[str, dict]:
 
 # ----------------------------------------------------------------- masking
 
-_WORDS = ("password", "passwd", "secret", "token", "credential", "apikey", "privatekey",
-          "passphrase")
-_PARTS = {"key", "pwd", "pass"}
 _KEY_LINE = {
     # YAML: key: value / "key": value (also "- key: value")
     "colon": re.compile(r"""^(?P<lead>\s*(?:-\s+)?)(?P<key>"[^"]*"|'[^']*'|[^\s#'"\-{}\[\],][^:#]*?)"""
@@ -304,17 +314,35 @@ _KEY_LINE = {
                          r"""(?P<sep>\s*[=:]\s*)(?P<rest>.*)$"""),
 }
 _SECTION = re.compile(r"^\s*\[+\s*(?P<name>[^\]]+?)\s*\]+\s*(?:[#;].*)?$")
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][\w+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)")
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+_PEM_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 _OPENERS = {"", "|", ">", "|-", ">-", "|+", ">+", "{", "[", '"""', "'''"}
 
 
+def _key_text(key: str) -> str:
+    """A key as its parser reads it: quotes off and escapes decoded, so
+    `"pass\\u0077ord"` (JSON, TOML, YAML) is judged as `password`."""
+    key = key.strip()
+    if len(key) >= 2 and key[0] == key[-1] == "'":
+        return key[1:-1].replace("''", "'")
+    if len(key) < 2 or key[0] != '"' or key[-1] != '"':
+        return key
+    if "\\" not in key:
+        return key[1:-1]
+    try:
+        decoded = json.loads(key)
+    except ValueError:
+        try:                # YAML's \x41 and friends
+            decoded = key[1:-1].encode("latin-1", "backslashreplace").decode("unicode_escape")
+        except UnicodeDecodeError:
+            decoded = key[1:-1]
+    return decoded if isinstance(decoded, str) else key[1:-1]
+
+
 def is_secret_key(key: str) -> bool:
-    """Keys that look like they hold a secret: password, token, secret, key..."""
-    key = key.strip().strip("\"'")
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
-    parts = [p for p in re.split(r"[^a-z0-9]+", spaced) if p]
-    joined = "".join(parts)
-    return any(w in joined for w in _WORDS) or any(p in _PARTS for p in parts)
+    """Keys that hold a secret, by the console's one deny-list (`DB_PASSWORD`,
+    `client_secret`, `api_key`..., not `cache_key` or `token_count`)."""
+    return scrub.is_secret_name(_key_text(key))
 
 
 def _split_value(rest: str, fmt: str) -> tuple[str, str, str]:
@@ -365,7 +393,12 @@ def scan_secrets(text: str, fmt: str) -> tuple[str, list[str]]:
     (YAML), `key = value` (TOML, INI, .env). A secret-looking key's value is masked, and so is
     everything indented under it (nested maps, block scalars, continuation
     lines); in INI/TOML a secret-looking [section] masks all its values.
-    Passwords inside URLs (scheme://user:password@host) are masked anywhere.
+    Every other line goes through the console's scrubber, which finds the
+    secrets a line holds whatever its key: passwords in URLs, `{password: x}`
+    (YAML flow maps), `{ password = "x" }` (TOML inline tables),
+    `Password=x;` (connection strings), bearer tokens, webhooks; and the
+    body of a PEM private key is masked line by line. Lines keep their
+    number, so a masked file's lines match the real one's.
     """
     if fmt == "json":
         return _scan_json(text)
@@ -375,6 +408,7 @@ def scan_secrets(text: str, fmt: str) -> tuple[str, list[str]]:
     block_indent: int | None = None     # masking lines indented deeper than this
     secret_section = False
     triple: str | None = None           # inside a TOML multi-line secret string
+    pem = False                         # inside a private key's body
 
     def mask_line(line: str, force: bool) -> str:
         m = pattern.match(line)
@@ -401,6 +435,15 @@ def scan_secrets(text: str, fmt: str) -> tuple[str, list[str]]:
                 out.append(MASK + ending if line.strip() else raw)
             continue
         stripped = line.strip()
+        if pem:
+            if _PEM_END.search(line):
+                pem = False
+                out.append(raw)
+            else:
+                if stripped:
+                    found.append(stripped)
+                out.append(line[:_indent(line)] + MASK + ending if stripped else raw)
+            continue
         if block_indent is not None:
             if not stripped or _indent(line) > block_indent:
                 keyed = pattern.match(line)
@@ -431,9 +474,10 @@ def scan_secrets(text: str, fmt: str) -> tuple[str, list[str]]:
                 triple = value[:3]
             line = mask_line(line, True)
             block_indent = _indent(line) + (2 if line.lstrip().startswith("- ") else 0)
-        new = _URL_PASSWORD.sub(lambda u: found.append(u.group("pw")) or u.group("head") + MASK,
-                                line)
-        out.append(new + ending)
+            out.append(line + ending)
+            continue
+        pem = _PEM_BEGIN.search(line) is not None and _PEM_END.search(line) is None
+        out.append(scrub.scrub_text(line, MASK, found) + ending)
     return "".join(out), found
 
 
@@ -442,7 +486,8 @@ _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|[{}\[\],:]|[^\s{}\[\],:"]+|\s+')
 
 def _scan_json(text: str) -> tuple[str, list[str]]:
     """JSON by its tokens, so any layout (one line or many) is masked: every
-    scalar under a secret-looking key, however deeply nested, is masked."""
+    scalar under a secret-looking key (escapes decoded), however deeply
+    nested, is masked; other strings go through the console's scrubber."""
     out: list[str] = []
     found: list[str] = []
     stack: list[dict] = []          # {"object": bool, "secret": bool, "key": str|None}
@@ -466,14 +511,13 @@ def _scan_json(text: str) -> tuple[str, list[str]]:
             value_secret = False
         elif not tok.isspace():
             if top is not None and top["object"] and top["key"] is None:
-                top["key"] = tok[1:-1] if tok.startswith('"') else tok
+                top["key"] = tok            # quoted: is_secret_key decodes escapes
             elif value_secret or (top is not None and not top["object"] and top["secret"]):
                 found.append(_unquote(tok))
                 tok = '"' + MASK + '"' if tok.startswith('"') else MASK
                 value_secret = False
             elif tok.startswith('"'):
-                tok = _URL_PASSWORD.sub(
-                    lambda u: found.append(u.group("pw")) or u.group("head") + MASK, tok)
+                tok = scrub.scrub_text(tok, MASK, found)
         out.append(tok)
     return "".join(out), found
 

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
 
+from dashapp.core.scrub import scrub_text
 from dashapp.store import Store
 from dashapp.store.models import LATENCY_BUCKETS_MS, IngestBatch, RequestTotal
 
@@ -74,8 +75,11 @@ def _rows(payload: str, process: str, stamp) -> tuple[list, list]:
         recorded = (r[1:] for r in doc.get("requests", ()))
     else:
         raise ValueError(f"unknown batch format {fmt!r}")
+    # Hosts scrub exception messages before they send them; a host on an
+    # older release did not, so the console scrubs them again (cheap: most
+    # are None, and a message without a hint word is returned as is).
     requests = [(stamp(r[0]), str(r[1])[:255], str(r[2])[:10], int(r[3]), float(r[4]),
-                 str(r[5])[:64], r[6], r[7], process) for r in recorded]
+                 str(r[5])[:64], r[6], r[7] and scrub_text(r[7]), process) for r in recorded]
     queries = [(stamp(q[0]), q[1], q[2], float(q[3]), q[4], q[5], q[6], process)
                for q in doc.get("queries", ())]
     return requests, queries

@@ -318,6 +318,9 @@ def perform(store: Store, action: str, *, actor: str, run_id: int | None = None,
         raise JobsError(f"action must be one of {', '.join(ACTIONS)}")
     target = f"job-run:{run_id}" if run_id is not None else f"job:{job_id}"
     details: dict[str, Any] = {"via": via, "run_id": run_id, "job_id": job_id}
+    # The audit row first: no command is queued unless it is written.
+    entry = audit.begin(store, actor=actor, action=f"job_{action}", target=target,
+                        details=details)
     try:
         with store.engine.begin() as conn:
             job_id, plan = _plan(conn, action, run_id, job_id)
@@ -326,18 +329,14 @@ def perform(store: Store, action: str, *, actor: str, run_id: int | None = None,
                 action=action, job_id=job_id, run_id=rid, process=process,
                 requested_by=actor[:64], created_at=now)).inserted_primary_key[0]
                 for process, rid in plan]
-    except JobsError as exc:
-        audit.record(store, actor=actor, action=f"job_{action}", outcome="failure",
-                     target=target, details={**details, "error": str(exc)[:300]})
+        details["job_id"] = job_id
+        result = wait_for(store, ids, wait)
+    except Exception as exc:
+        entry.finish("failure", {**details, "error": str(exc)[:300]})
         raise
-    details["job_id"] = job_id
-    result = wait_for(store, ids, wait)
     details.update(command_ids=ids, outcome=result["outcome"] or result["status"],
                    message=(result["message"] or "")[:300])
-    audit.record(store, actor=actor, action=f"job_{action}",
-                 outcome="failure" if result["outcome"] == "failed" else "success",
-                 target=f"job-run:{run_id}" if run_id is not None else f"job:{job_id}",
-                 details=details)
+    entry.finish("failure" if result["outcome"] == "failed" else "success", details)
     return {"action": action, "job_id": job_id, **result}
 
 

@@ -161,17 +161,17 @@ def settle(store) -> None:
 
 
 def audited(store, actor: str, action: str, target: str, details: dict, work):
-    """Run `work()` (start or stop) and audit it: success with the session,
-    or failure with the reason (then re-raise)."""
+    """Run `work()` (start or stop) and audit it: the row is written first
+    (AuditUnavailable, and no work, when it cannot be), then success with the
+    session, or failure with the reason (then re-raise)."""
     from dashapp.security import audit
+    entry = audit.begin(store, actor=actor, action=action, target=target, details=details)
     try:
         result = work()
     except Exception as exc:
-        audit.record(store, actor=actor, action=action, outcome="failure", target=target,
-                     details={**details, "error": str(exc)[:300]})
+        entry.finish("failure", {**details, "error": str(exc)[:300]})
         raise
-    audit.record(store, actor=actor, action=action, outcome="success",
-                 target=f"profile:{result['id']}", details=details)
+    entry.finish("success", details, target=f"profile:{result['id']}")
     return result
 
 

@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import re
+import socket
 import tempfile
 import threading
 import zipfile
@@ -47,6 +48,8 @@ from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dashapp.core.scrub import scrub_value
 
 logger = logging.getLogger(__name__)
 
@@ -196,6 +199,7 @@ class ChartRenderer:
         self._thread: threading.Thread | None = None
         self._kaleido = None
         self._path: str | None = None
+        self._blackhole: socket.socket | None = None
 
     def _ensure(self, chromium: str) -> None:
         if self._loop is None:
@@ -208,10 +212,15 @@ class ChartRenderer:
         if self._kaleido is None:
             import kaleido
 
+            if self._blackhole is None:
+                self._blackhole = _closed_port()
+            browser = _offline_browser(self._blackhole.getsockname()[1])
+
             async def start():
                 # mathjax=False: MathJax would come from a CDN; plotly.js
                 # comes from the installed plotly package, so it works offline.
-                k = kaleido.Kaleido(path=chromium, mathjax=False, timeout=RENDER_TIMEOUT)
+                k = kaleido.Kaleido(path=chromium, mathjax=False, timeout=RENDER_TIMEOUT,
+                                    browser_cls=browser)
                 await k.open()
                 return k
 
@@ -259,6 +268,9 @@ class ChartRenderer:
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._loop = None
+            if self._blackhole is not None:
+                self._blackhole.close()
+                self._blackhole = None
 
 
 _renderer = ChartRenderer()
@@ -270,21 +282,84 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
+def _closed_port() -> socket.socket:
+    """A loopback TCP port that is bound but never listens: every connection
+    to it is refused at once, and no other program can take it while the
+    renderer holds it. The browser's proxy points here."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+# Flags choreographer passes that let a file:// page read other files (and
+# draw them on a canvas): the renderer needs neither.
+_UNSAFE_FLAGS = ("--disable-web-security", "--allow-file-access-from-files")
+
+
+def _offline_browser(proxy_port: int):
+    """kaleido's Chromium with networking off: every request goes to a proxy
+    that refuses it (loopback included: `<-loopback>` removes Chromium's
+    implicit bypass), no host name resolves, WebRTC has no UDP, and file://
+    pages cannot read other files. A figure field the sanitizer misses still
+    fetches nothing."""
+    from choreographer.browsers.chromium import Chromium
+
+    class OfflineChromium(Chromium):
+        def get_cli(self):
+            cli = [arg for arg in super().get_cli()
+                   if arg not in _UNSAFE_FLAGS and not arg.startswith("--proxy-")]
+            return [*cli, f"--proxy-server=http://127.0.0.1:{proxy_port}",
+                    "--proxy-bypass-list=<-loopback>",
+                    "--host-resolver-rules=MAP * ~NOTFOUND",
+                    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+                    "--disable-background-networking"]
+
+    return OfflineChromium
+
+
+# Keys whose string value plotly.js (or a map library) loads as a URL:
+# image sources (layout images, the image trace), GeoJSON/TopoJSON.
+_URL_KEYS = {"source", "src", "href", "url", "geojson", "topojson"}
+# Layout subplots that load tiles, styles or TopoJSON (geo2, mapbox3...).
+_MAP_SUBPLOT = re.compile(r"^(?:mapbox|map|geo)\d*$")
+
+
+def _is_data_image(value: Any) -> bool:
+    return isinstance(value, str) and value.lstrip().lower().startswith("data:image/")
+
+
+def _scrub(value: Any) -> Any:
+    """A copy of `value` with every fetchable source dropped, at any depth
+    (so templates, template traces and nested arrays are covered)."""
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    clean: dict = {}
+    for key, item in value.items():
+        if isinstance(key, str) and (_MAP_SUBPLOT.match(key) or key.lower() in MAP_TRACES):
+            continue
+        if key in _URL_KEYS and isinstance(item, str) and not _is_data_image(item):
+            continue
+        if key == "images" and isinstance(item, list):
+            clean[key] = [_scrub(img) for img in item
+                          if isinstance(img, dict) and _is_data_image(img.get("source"))]
+            continue
+        clean[key] = _scrub(item)
+    return clean
+
+
 def sanitize_figure(figure: dict) -> dict:
-    """The figure without anything that makes the renderer fetch a URL
-    (layout images that are not data: URIs); map charts are refused."""
+    """The figure without anything that makes the renderer fetch a URL or
+    read a file: every image source anywhere (templates included) that is
+    not a data: image is dropped, and map subplots with it; map charts are
+    refused. The browser runs offline too (see `_offline_browser`)."""
     data = figure.get("data") or []
     for trace in data:
         if str(trace.get("type", "")).lower() in MAP_TRACES:
             raise ReportError("map charts cannot be exported (they load tiles from the network)")
-    layout = dict(figure.get("layout") or {})
-    images = layout.get("images")
-    if isinstance(images, list):
-        layout["images"] = [img for img in images if isinstance(img, dict)
-                            and str(img.get("source", "")).startswith("data:image/")]
-    for key in ("mapbox", "map", "geo"):
-        layout.pop(key, None)
-    return {"data": data, "layout": layout}
+    layout = figure.get("layout") or {}
+    return {"data": _scrub(data), "layout": _scrub(layout)}
 
 
 def render_chart(title: str, figure: dict, chromium: str | None, *,
@@ -319,6 +394,14 @@ def safe_cell(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return ""
     return value
+
+
+def scrubbed_rows(rows) -> list[list[Any]]:
+    """Rows as an export writes them: every text cell through the console's
+    one scrubber, so a secret (or a SQL value) in a row recorded before it
+    was scrubbed, or typed into a filter, never reaches a file."""
+    return [[v if v is None or isinstance(v, (bool, int, float)) else scrub_value(v)
+             for v in row] for row in rows]
 
 
 def table_csv(table: Table) -> bytes:
@@ -515,7 +598,7 @@ def build_export(request: ExportRequest, *, actor: str, chromium: str | None,
     for tbl in request.tables:
         report.tables.append(Table(title=tbl.title,
                                    headers=[c.header or c.field for c in tbl.columns],
-                                   rows=[list(r) for r in tbl.rows]))
+                                   rows=scrubbed_rows(tbl.rows)))
     return report
 
 
@@ -528,7 +611,7 @@ def export(request: ExportRequest, *, actor: str, chromium: str | None) -> tuple
 
 def _records_table(title: str, records: list[dict], columns: list[tuple[str, str]],
                    limit: int = SCHEDULED_ROWS) -> Table:
-    rows = [[r.get(key) for key, _ in columns] for r in records[:limit]]
+    rows = scrubbed_rows([r.get(key) for key, _ in columns] for r in records[:limit])
     note = f"first {limit:,} of {len(records):,}" if len(records) > limit else None
     return Table(title=title, headers=[h for _, h in columns], rows=rows, note=note)
 
@@ -703,23 +786,28 @@ def write_scheduled(ops, now: datetime | None = None) -> Path | None:
     another worker already claimed this minute. Never raises."""
     from dashapp.security import audit
     now = now or datetime.now(timezone.utc)
+    entry = None
     try:
         folder = ops.settings.reports_folder
         folder.mkdir(parents=True, exist_ok=True)
         if not _claim(ops, folder, now.replace(second=0, microsecond=0)):
             logger.debug("scheduled report: another worker writes this one")
             return None
+        # Audited before writing: no report without its audit row.
+        entry = audit.begin(ops.store, actor=SCHEDULED_ACTOR, action="report_scheduled",
+                            target="reports", details={"format": ops.settings.report_format})
         path = write_report(ops, now=now)
     except Exception as exc:  # noqa: BLE001 - a scheduler job must not raise
         logger.exception("scheduled report failed")
-        audit.record(ops.store, actor=SCHEDULED_ACTOR, action="report_scheduled",
-                     outcome="failure", target="reports",
-                     details={"error": _short(exc)})
+        if entry is not None:
+            entry.finish("failure", {"error": _short(exc)})
+        elif not isinstance(exc, audit.AuditUnavailable):
+            audit.record(ops.store, actor=SCHEDULED_ACTOR, action="report_scheduled",
+                         outcome="failure", target="reports",
+                         details={"error": _short(exc)})
         return None
-    audit.record(ops.store, actor=SCHEDULED_ACTOR, action="report_scheduled",
-                 outcome="success", target=f"report:{path.name}",
-                 details={"format": ops.settings.report_format,
-                          "bytes": path.stat().st_size})
+    entry.finish("success", {"format": ops.settings.report_format,
+                             "bytes": path.stat().st_size}, target=f"report:{path.name}")
     return path
 
 

@@ -7,9 +7,10 @@ passwords have at least 8 characters, the last active admin can be neither
 demoted nor deactivated, and an admin cannot demote or deactivate
 themself. Every change is audited, refusals included.
 
-Sessions need no bookkeeping here: a session id embeds a fingerprint of the
-password hash and the session loader checks `active`, so a password reset or
-a deactivation ends that user's sessions; `user_for_token` checks `active`
+Sessions live in the store (security/auth.py): a deactivation deletes that
+user's sessions, so re-activating them revives no old cookie; a session id
+also embeds a fingerprint of the password hash, so a password reset ends
+that user's sessions too; `user_for_token` checks `active`
 too, so a deactivated user's tokens stop working (and work again when the
 account is re-activated, unless revoked).
 
@@ -33,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
 from dashapp.security import audit
-from dashapp.security.auth import UserService
+from dashapp.security.auth import UserService, end_sessions
 from dashapp.security.roles import ROLES
 from dashapp.store import Store
 from dashapp.store.models import ApiToken, AuditEvent, User, as_utc, utcnow
@@ -45,7 +46,8 @@ USERNAME_RULE = ("1 to 64 characters: letters, digits and _ . @ -")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 MAX_TOKEN_DAYS = 3650
-OUTCOMES = ("success", "failure", "denied")
+# "pending": a change whose outcome could not be recorded (see security.audit).
+OUTCOMES = ("success", "failure", "denied", "pending")
 
 
 # ------------------------------------------------------------------ errors
@@ -239,6 +241,8 @@ def update_user(store: Store, *, actor: str, user_id: int, role: str | None = No
                 info["previous"] = "active" if user.active else "inactive"
                 _admin_guard(sess, user, actor, new_active=active)
                 user.active = active
+                if not active:
+                    end_sessions(sess, user.id)  # re-activation brings none back
     return get_user(store, user_id)
 
 

@@ -66,6 +66,22 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(back_populates="tokens")
 
 
+class UserSession(Base):
+    """A signed-in browser session: the cookie names it, the server decides
+    whether it still counts. Signing out deletes the row, deactivating a
+    user deletes all of theirs, so a copied cookie dies with them."""
+    __tablename__ = "ops_user_session"
+
+    # SHA-256 of the random key in the cookie; the key itself is not stored.
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("ops_user.id", ondelete="CASCADE"), nullable=False, index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
 class AuditEvent(Base):
     """Who did what to which target, with what outcome, from where, when."""
     __tablename__ = "ops_audit_event"

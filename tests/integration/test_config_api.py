@@ -335,3 +335,47 @@ def test_failed_write_is_audited(client, app, admin, folder):
         events = sess.scalars(select(AuditEvent).where(AuditEvent.action == "config_save")).all()
     assert [e.outcome for e in events] == ["failure"]
     assert "VersionConflict" in events[0].details["error"]
+
+
+# ---------------------------------------------------------------- hard links
+
+def _refused_as_hard_link(resp):
+    assert resp.status_code == 400, (resp.status_code, resp.get_json())
+    error = resp.get_json()["error"]
+    assert error["code"] == "invalid_name" and "hard link" in error["message"], error
+
+
+def test_hard_linked_files_are_refused_on_every_route(client, admin, folder, tmp_path):
+    """A second name for a file outside the folder (a hard link) would make
+    that file readable and writable through the editor: refused, like a
+    symlink, and left out of the listing."""
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("db_password: from-outside-42\n")
+    os.link(outside, folder / "linked.yaml")
+    # A file the console already edited, later given a second name elsewhere.
+    version = _read(client, admin).get_json()["version"]
+    edited = _put(client, admin, SHOP.replace("Demo", "Edited"), version).get_json()["version"]
+    os.link(folder / "shop.yaml", tmp_path / "elsewhere.yaml")
+    before = {p: p.read_bytes() for p in (outside, tmp_path / "elsewhere.yaml")}
+
+    for name in ("linked.yaml", "shop.yaml"):
+        url = f"/api/config/file/{name}"
+        _refused_as_hard_link(client.get(url, headers=admin))
+        _refused_as_hard_link(client.get(url + "/history", headers=admin))
+        _refused_as_hard_link(_put(client, admin, "owned: true\n", edited, name=name))
+        _refused_as_hard_link(client.post(url + "/rollback", headers=admin,
+                                          json={"version": version, "reason": "undo"}))
+    assert {p: p.read_bytes() for p in before} == before
+    names = [f["name"] for f in client.get("/api/config/files", headers=admin)
+             .get_json()["files"]]
+    assert "linked.yaml" not in names and "shop.yaml" not in names and "app.env" in names
+    body = str(client.get("/api/config/files", headers=admin).get_json())
+    assert "from-outside-42" not in body
+
+
+def test_a_hard_link_made_after_the_name_was_checked_is_refused(folder, tmp_path):
+    """The check holds on the open file too, not only on the name."""
+    path = svc.resolve(folder, "app.env")
+    os.link(path, tmp_path / "second-name.env")
+    with pytest.raises(svc.PathRefused, match="hard link"):
+        svc._read_bytes(path)

@@ -74,7 +74,7 @@ def audit_events(client, admin, action: str) -> list[dict]:
 def test_succeeding_and_failing_runs_are_recorded(host, client, admin, viewer):
     scheduler, mon = host()
 
-    def nightly_report(day, api_key=None, *, dsn=""):
+    def nightly_report(day, api_key=None, *, source=""):
         report_progress(0.5, "halfway")
         return day
 
@@ -82,7 +82,7 @@ def test_succeeding_and_failing_runs_are_recorded(host, client, admin, viewer):
         raise ValueError("row 17: price is not a number")
 
     scheduler.add_job(nightly_report, "interval", hours=1, args=["monday", "k-123456"],
-                      kwargs={"dsn": "postgresql://app:pa55word@db/shop"}, id="report",
+                      kwargs={"source": "postgresql://app:pa55word@db/shop"}, id="report",
                       name="Nightly report", next_run_time=soon())
     scheduler.add_job(broken_import, "interval", hours=1, id="import", name="Import prices",
                       next_run_time=soon())
@@ -97,7 +97,7 @@ def test_succeeding_and_failing_runs_are_recorded(host, client, admin, viewer):
     detail = client.get(f"/api/jobs/{done['id']}", headers=viewer).get_json()
     # Secrets are redacted: by parameter name (positional too) and inside URLs.
     assert detail["args"] == {"args": ["monday", "***"],
-                              "kwargs": {"dsn": "postgresql://app:***@db/shop"}}
+                              "kwargs": {"source": "postgresql://app:***@db/shop"}}
     assert "pa55word" not in str(detail) and "k-123456" not in str(detail)
 
     detail = client.get(f"/api/jobs/{failed['id']}", headers=viewer).get_json()
