@@ -26,21 +26,20 @@
     return "Live · " + state.count + " line" + (state.count === 1 ? "" : "s");
   }
 
-  function highlighted(parent, text) {
-    var h = state.highlight, re = null;
-    if (h && h.pattern) {
-      try { re = new RegExp(h.pattern, h.flags); } catch (e) { re = null; }
-    }
-    if (!re) { parent.appendChild(document.createTextNode(text)); return; }
-    var last = 0, m, guard = 0;
-    while ((m = re.exec(text)) !== null && guard++ < 200) {
-      if (m[0].length === 0) { re.lastIndex++; continue; }
-      parent.appendChild(document.createTextNode(text.slice(last, m.index)));
+  // The matches come from the server (rec.marks: [start, end] pairs, found
+  // by RE2 in linear time): the user's pattern never runs in the browser's
+  // backtracking RegExp, where one bad pattern would freeze the tab.
+  function highlighted(parent, text, marks) {
+    var last = 0;
+    (Array.isArray(marks) ? marks : []).forEach(function (span) {
+      var a = span[0], b = span[1];
+      if (!(a >= last && b > a && b <= text.length)) { return; }
+      parent.appendChild(document.createTextNode(text.slice(last, a)));
       var mark = document.createElement("mark");
-      mark.textContent = m[0];
+      mark.textContent = text.slice(a, b);
       parent.appendChild(mark);
-      last = m.index + m[0].length;
-    }
+      last = b;
+    });
     parent.appendChild(document.createTextNode(text.slice(last)));
   }
 
@@ -69,7 +68,7 @@
     }
     var msg = document.createElement("span");
     msg.className = "ops-log-msg";
-    highlighted(msg, rec.message || "");
+    highlighted(msg, rec.message || "", rec.marks);
     div.appendChild(msg);
     if (rec.request_id) {
       var a = document.createElement("a");

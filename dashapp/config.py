@@ -141,9 +141,10 @@ class Settings(BaseSettings):
                     "demo shop's log when the demo runs.")
     log_dirs: str | None = Field(
         None, **_alias("OPS_LOG_DIRS"),
-        description="The only folders log files may be read from, "
-                    "comma-separated. Default: the folders of OPS_LOG_FILES' "
-                    "entries (the demo's log folder when the demo runs).")
+        description="Folders whose every file the Logs page may read, "
+                    "comma-separated. Unset, only the files OPS_LOG_FILES names "
+                    "(with their rotations name.1 to name.9) may be read, not "
+                    "the other files of their folders.")
     log_capture_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", **_alias("OPS_LOG_CAPTURE_LEVEL"),
         description="Lowest level of the host's logging records monitor() "
@@ -152,6 +153,11 @@ class Settings(BaseSettings):
         8, **_alias("OPS_LOG_MAX_STREAMS"), ge=1, le=256,
         description="Live log streams (SSE) one console process serves at once; "
                     "more are refused with 429.")
+    log_streams_per_user: int = Field(
+        3, **_alias("OPS_LOG_STREAMS_PER_USER"), ge=1, le=256,
+        description="Live log streams one user may hold open in one console "
+                    "process (a tab each); more are refused with 429, so one "
+                    "user cannot take every stream.")
     # ----- issue 7: hardening, alerting, reports, deployment -----
     workers: int = Field(
         1, **_alias("OPS_WORKERS"), ge=1, le=64,
@@ -337,9 +343,16 @@ class Settings(BaseSettings):
         return []
 
     @property
+    def log_whole_folders(self) -> bool:
+        """Whether every file of `log_folders` may be read (OPS_LOG_DIRS is
+        set) or only the files OPS_LOG_FILES names and their rotations."""
+        return bool(self.log_dirs and self.log_dirs.strip(" ,"))
+
+    @property
     def log_folders(self) -> list[Path]:
         """OPS_LOG_DIRS; unset: the folders of OPS_LOG_FILES' entries (the
-        part before any glob character)."""
+        part before any glob character), in which only those files may be
+        read (see `log_whole_folders`)."""
         if self.log_dirs:
             return [Path(p.strip()) for p in self.log_dirs.split(",") if p.strip()]
         folders: list[Path] = []
@@ -492,9 +505,10 @@ def load_settings(**overrides) -> Settings:
         message = err.get("msg", "invalid value").removeprefix("Value error, ")
         got = err.get("input")
         # Never echo what may hold a password: secrets, and URLs (pairs of them).
-        hidden = ("PASSWORD", "SECRET", "URL", "TARGETS", "INSTANCES", "TOKEN", "DSN")
-        shown = "" if got is None or any(word in variable for word in hidden) \
-            else f" (got {got!r})"
+        from dashapp.core.scrub import is_secret_name
+        urls = ("URL", "TARGETS", "INSTANCES")      # may hold a URL with its password
+        shown = "" if got is None or is_secret_name(variable) \
+            or any(word in variable for word in urls) else f" (got {got!r})"
         raise SettingsError(f"{variable}: {message}{shown}") from None
 
 

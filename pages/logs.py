@@ -54,6 +54,7 @@ EXPORT_JSON = "logs-export-json"
 EXPORT_TXT = "logs-export-txt"
 DOWNLOAD = "logs-download"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_FIELD_LABELS = {"q": "Search"}   # the service's field names as the page shows them
 
 
 def _ops():
@@ -162,8 +163,8 @@ def configure(source, levels, search, regex, logger_name, request_id):
         filters = filters_for(levels, search, regex, logger_name, request_id)
         path = svc.resolve_source(_ops().settings, source)
     except svc.BadFilter as exc:
-        return no_update, html.P(f"{exc.field.capitalize()}: {exc}",
-                                 className="text-danger small mb-2")
+        label = _FIELD_LABELS.get(exc.field, exc.field.capitalize())
+        return no_update, html.P(f"{label}: {exc}", className="text-danger small mb-2")
     except svc.LogAccessError as exc:
         return no_update, html.P(str(exc), className="text-danger small mb-2")
     return {"url": stream_url(path, filters), "highlight": filters.highlight()}, None

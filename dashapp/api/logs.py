@@ -4,8 +4,10 @@ export and a live stream (Server-Sent Events).
 Thin: validate, call dashapp.services.logs (the same functions the Logs page
 calls), jsonify. `source` is "captured" (records monitor() stored) or a log
 file: its path (absolute, or relative to one of OPS_LOG_DIRS) as listed by
-GET /api/logs/sources. A path outside the configured folders is refused with
-400 `outside_log_folders`; reading is for every signed-in role (viewer).
+GET /api/logs/sources. A path outside the configured folders (or, with
+OPS_LOG_DIRS unset, a file OPS_LOG_FILES does not name) is refused with 400
+`outside_log_folders`, a file with more than one hard link with 400
+`hard_linked`; reading is for every signed-in role (viewer).
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
-                                guarded, store_unavailable, tidy_docs)
+from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, current_actor, error,
+                                example, guarded, store_unavailable, tidy_docs)
 from dashapp.security.roles import requires
 from dashapp.services import logs as svc
 
@@ -53,7 +55,9 @@ class FilterFields(BaseModel):
                                           "ERROR,CRITICAL (WARN and FATAL accepted)")
     q: str | None = Field(None, max_length=500, description="Text to search for (or a "
                                                            "regular expression with regex=true)")
-    regex: bool = Field(False, description="q is a regular expression (Python syntax)")
+    regex: bool = Field(False, description="q is a regular expression (Python syntax, "
+                                            "run by RE2 in linear time: no look-around "
+                                            "or backreferences)")
     case: bool = Field(False, description="Case-sensitive search")
     logger: str | None = Field(None, max_length=255,
                                description="A logger and its children, e.g. demo")
@@ -105,6 +109,9 @@ class Record(BaseModel):
     offset: int | None = Field(None, description="Files: byte offset of the line")
     file: str | None = Field(None, description="Files: which file (rotated ones too)")
     id: int | None = Field(None, description="Captured records: their id")
+    marks: list[list[int]] | None = Field(
+        None, description="Stream: where the search matched the message, as "
+                          "[start, end] JavaScript string indexes (for highlighting)")
 
 
 class SourcesResponse(BaseModel):
@@ -154,6 +161,9 @@ class FilterResponse(BaseModel):
     source: str
     records: list[Record] = Field(description="Newest first")
     next_cursor: str | None = Field(description="Pass back as cursor; null on the last page")
+    partial: bool = Field(False, description="The scan stopped after about 10 s (a slow "
+                                             "pattern over a big file): fewer records "
+                                             "than limit, go on with next_cursor")
     files: list[str] | None = None
     highlight: dict | None = Field(None, description="The search as a browser RegExp")
 
@@ -198,7 +208,8 @@ def _store():
 def _slots() -> svc.StreamSlots:
     ext = current_app.extensions
     if "ops_log_streams" not in ext:
-        ext["ops_log_streams"] = svc.StreamSlots(_settings().log_max_streams)
+        ext["ops_log_streams"] = svc.StreamSlots(_settings().log_max_streams,
+                                                 _settings().log_streams_per_user)
     return ext["ops_log_streams"]
 
 
@@ -314,7 +325,8 @@ def export(query: ExportQuery):
                     "Events: `hello` (source, highlight), unnamed (one record each, "
                     "id = a position to resume from with Last-Event-ID), `reset` "
                     "(rotated or truncated). A comment every 15 s keeps proxies open. "
-                    "Beyond OPS_LOG_MAX_STREAMS open streams: 429.",
+                    "Beyond OPS_LOG_MAX_STREAMS open streams in the process, or "
+                    "OPS_LOG_STREAMS_PER_USER of one user: 429.",
         responses={200: {"description": "Server-Sent Events, one record each",
                     "content": {"text/event-stream": {"schema": SSE_EVENT}}},
                    **STREAM_ERRORS}, security=SECURITY)
@@ -323,7 +335,8 @@ def export(query: ExportQuery):
 def stream(query: StreamQuery):
     events = svc.stream(_settings(), _store(), query.source, filters_from(query),
                         _slots(), backlog=query.backlog,
-                        last_event_id=request.headers.get("Last-Event-ID"))
+                        last_event_id=request.headers.get("Last-Event-ID"),
+                        user=current_actor())
     # No stream_with_context: the generator needs nothing from the request
     # (all it reads was taken above), and closing the response closes it.
     return Response(events, mimetype="text/event-stream",

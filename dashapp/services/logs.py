@@ -27,6 +27,7 @@ Secrets. Messages and extras pass through `redact()` before they leave.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
@@ -34,13 +35,18 @@ import os
 import re
 import threading
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from stat import S_ISREG
 from typing import Iterator
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from dashapp.core import scrub
+from dashapp.security.patterns import (PatternError, UserPattern, compile_user_pattern,
+                                       literal_alternatives)
 from dashapp.store.models import LogRecord, as_utc
 
 logger = logging.getLogger(__name__)
@@ -61,6 +67,8 @@ POLL_SECONDS = 0.25
 HEARTBEAT_SECONDS = 15.0
 MAX_ROTATED = 9               # siblings name.1 .. name.9 are followed by filter
 SINCE_SLACK = timedelta(minutes=5)  # how out of order a file's lines may be
+SCAN_SECONDS = 10.0           # a filter request answers (partial) after about this
+MAX_MARKS = 200               # highlighted matches per streamed line
 
 
 class LogAccessError(ValueError):
@@ -86,35 +94,19 @@ class TooManyStreams(RuntimeError):
 
 # ----------------------------------------------------------------- secrets
 
-_SECRET_WORDS = r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|cookie)"
-_SECRET_KV = re.compile(
-    r"(?i)(\b" + _SECRET_WORDS + r"\w*\"?\s*[=:]\s*\"?)(?:Bearer\s+|Basic\s+)?[^\s\"',;&]+")
-_URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]*:)[^@/\s]+(@)")
-_SECRET_KEY = re.compile(r"(?i)" + _SECRET_WORDS)
-_SECRET_HINTS = ("pass", "pwd", "secret", "token", "key", "authorization", "cookie")
-
-
 def redact(text: str) -> str:
-    """`password=...`, `token: ...`, `Authorization: Bearer ...` and the
-    password of a URL become `***`."""
-    if not text:
-        return text
-    # Most lines hold none of the words: a few substring checks (C speed)
-    # spare them the regexes, which would dominate the cost of a tail.
-    low = text.lower()
-    if any(word in low for word in _SECRET_HINTS):
-        text = _SECRET_KV.sub(r"\1***", text)
-    if "://" in text and "@" in text:
-        text = _URL_PASSWORD.sub(r"\1***\2", text)
-    return text
+    """The line with its secrets as `***` (names like `password=`, `token:`,
+    `Authorization: Bearer`, URL passwords, private keys, SQL values...):
+    the console's one scrubber, which keeps a line without a hint word cheap."""
+    return scrub.scrub_text(text)
 
 
 def redact_extras(extras: dict | None) -> dict | None:
+    """A record's extra fields: a secret name's value is `***`, the others are
+    scrubbed like the message."""
     if not extras:
         return extras
-    return {k: ("***" if _SECRET_KEY.search(str(k)) else
-                redact(v) if isinstance(v, str) else v)
-            for k, v in extras.items()}
+    return scrub.scrub_mapping(extras)
 
 
 # ----------------------------------------------------------------- parsing
@@ -232,12 +224,13 @@ def _public(record: dict, **more) -> dict:
 
 # ----------------------------------------------------------------- filters
 
-_ANCHORS = re.compile(r"(?<!\\)(?:\^|\$)|\\[AZ]")
-
-
 @dataclass
 class Filters:
-    """What a filter/stream keeps. Empty fields keep everything."""
+    """What a filter/stream keeps. Empty fields keep everything.
+
+    The search text is compiled by `compile_user_pattern` (RE2, linear
+    time), never by Python's backtracking `re`: a user's pattern cannot hold
+    the process however it is written."""
     levels: tuple[str, ...] = ()
     text: str | None = None
     regex: bool = False
@@ -246,19 +239,17 @@ class Filters:
     request_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    _compiled: re.Pattern | None = field(default=None, repr=False)
+    _compiled: UserPattern | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.levels = tuple(dict.fromkeys(
             lvl for lvl in (normalize_level(v) for v in self.levels) if lvl))
-        flags = 0 if self.case_sensitive else re.I
         if self.text:
-            source = self.text if self.regex else re.escape(self.text)
             try:
-                self._compiled = re.compile(source, flags)
-                self._bytes = re.compile(source.encode("utf-8"), flags)
-            except re.error as exc:
-                raise BadFilter(f"not a valid regular expression: {exc}", "q") from None
+                self._compiled = compile_user_pattern(self.text, regex=self.regex,
+                                                      case_sensitive=self.case_sensitive)
+            except PatternError as exc:
+                raise BadFilter(str(exc), "q") from None
         if self.since and self.until and self.since > self.until:
             raise BadFilter("since must be before until", "since")
 
@@ -267,22 +258,25 @@ class Filters:
         return bool(self.levels or self.text or self.logger or self.request_id
                     or self.since or self.until)
 
-    def prefilter(self) -> re.Pattern | None:
-        """The bytes regex a raw line must match to be worth parsing."""
+    def prefilter(self):
+        """What a raw line must match to be worth parsing (an RE2 pattern
+        that never spans lines, or None: every line)."""
         if self.request_id:
-            return re.compile(re.escape(self.request_id.encode()))
-        if self.text and not (self.regex and _ANCHORS.search(self.text)):
+            return compile_user_pattern(self.request_id, regex=False,
+                                        case_sensitive=True).line_scanner()
+        if self._compiled is not None and not self._compiled.anchored:
             # (an anchored regex means the message's start or end, not the
             # raw line's: such a search parses every line instead)
-            return self._bytes
+            return self._compiled.line_scanner()
         if self.logger:
-            return re.compile(re.escape(self.logger.encode()))
+            return compile_user_pattern(self.logger, regex=False,
+                                        case_sensitive=True).line_scanner()
         if self.levels:
             words = set()
             for level in self.levels:
                 words.add(level)
                 words.update(a for a, b in _LEVEL_ALIASES.items() if b == level)
-            return re.compile(("|".join(sorted(words))).encode(), re.I)
+            return literal_alternatives(sorted(words), case_sensitive=False).line_scanner()
         return None
 
     def keeps(self, record: dict) -> bool:
@@ -309,6 +303,27 @@ class Filters:
                 return False
         return True
 
+    def marked(self, record: dict) -> dict:
+        """`record` with `marks`: where the search matches its message, as
+        [start, end] pairs in JavaScript string indexes (UTF-16 code units).
+        The page highlights these instead of running the user's pattern in
+        the browser, whose regex engine backtracks."""
+        if self._compiled is None or not record.get("message"):
+            return record
+        text = record["message"]
+        spans = []
+        for n, match in enumerate(self._compiled.finditer(text)):
+            if n >= MAX_MARKS * 4 or len(spans) >= MAX_MARKS:
+                break
+            if match.end() > match.start():
+                spans.append([match.start(), match.end()])
+        if spans and not text.isascii():
+            # characters beyond the BMP are two UTF-16 code units in JavaScript
+            astral = [i for i, ch in enumerate(text) if ord(ch) > 0xFFFF]
+            spans = [[a + bisect_left(astral, a), b + bisect_left(astral, b)]
+                     for a, b in spans]
+        return {**record, "marks": spans}
+
     def highlight(self) -> dict | None:
         """What the page highlights: the pattern as the browser's RegExp takes it."""
         if not self.text:
@@ -327,25 +342,94 @@ def _real_folders(settings) -> list[str]:
     return [os.path.realpath(f) for f in settings.log_folders]
 
 
+def _configured_files(settings, folders: list[str]) -> set[str] | None:
+    """With OPS_LOG_DIRS unset, the only readable files: the real paths of
+    what OPS_LOG_FILES matches inside its folders, and of their rotated
+    siblings (name.1 .. name.9) that are not symlinks. None when OPS_LOG_DIRS
+    is set: then any file in those folders may be read."""
+    if settings.log_whole_folders:
+        return None
+    files: set[str] = set()
+    for pattern in settings.log_file_patterns:
+        is_glob = any(c in pattern for c in "*?[")
+        for path in glob.glob(pattern):
+            real = os.path.realpath(path)
+            if not _inside(real, folders) or (is_glob and os.path.islink(path)):
+                # (a file named outright may be a symlink, e.g. current.log;
+                # one a glob happens to match may not: it could be any file)
+                continue
+            files.add(real)
+            if not _rotation_index(real):
+                # A sibling is the log's own rotation only if it is no
+                # symlink: `app.log.1 -> settings.py` is refused.
+                files.update(f"{real}.{n}" for n in range(1, MAX_ROTATED + 1)
+                             if os.path.realpath(f"{real}.{n}") == f"{real}.{n}")
+    return files
+
+
+def _readable(real: str, folders: list[str], files: set[str] | None) -> bool:
+    """`real` (a resolved path) may be read: inside the folders (and one of
+    the configured files when only those may be read)."""
+    return _inside(real, folders) and (files is None or real in files)
+
+
+def _single_link(real: str) -> bool:
+    """A regular file with one hard link. A second link could be any file
+    of the same file system (the console's secret key, /etc/shadow) put in
+    the log folder under a log's name: realpath cannot see through it."""
+    try:
+        stat = os.stat(real)
+    except OSError:
+        return False
+    return S_ISREG(stat.st_mode) and stat.st_nlink == 1
+
+
+def _refuse_hard_link(real: str) -> None:
+    raise LogAccessError(f"source: refused: {os.path.basename(real)} has more than one "
+                         "hard link, so it may be another file's content; log files "
+                         "must have exactly one", code="hard_linked")
+
+
+def open_log(real: str):
+    """Open a resolved log file for reading, re-checking what it is at the
+    moment it is opened (not a symlink swapped in since it was resolved,
+    one hard link, a regular file)."""
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise LogAccessError("source: outside the configured log folders "
+                                 "(OPS_LOG_DIRS)", code="outside_log_folders") from None
+        raise
+    stat = os.fstat(fd)
+    if not S_ISREG(stat.st_mode) or stat.st_nlink != 1:
+        os.close(fd)
+        _refuse_hard_link(real)
+    return os.fdopen(fd, "rb")
+
+
 def list_sources(settings) -> list[dict]:
     """The configured files that exist (globs expanded, rotated siblings
-    included, folders enforced) and the captured records."""
+    included, folders enforced, hard-linked files left out) and the
+    captured records."""
     folders = _real_folders(settings)
+    files = _configured_files(settings, folders)
     seen: dict[str, dict] = {}
     for pattern in settings.log_file_patterns:
         for path in sorted(glob.glob(pattern)) or []:
             real = os.path.realpath(path)
-            if real in seen or not os.path.isfile(real) or not _inside(real, folders):
+            if real in seen or not _readable(real, folders, files) or \
+                    not _single_link(real):
                 continue
             stat = os.stat(real)
             seen[real] = {"source": real, "kind": "file", "name": os.path.basename(real),
                           "size": stat.st_size,
                           "modified": datetime.fromtimestamp(stat.st_mtime,
                                                              timezone.utc).isoformat()}
-    files = sorted(seen.values(), key=lambda s: (_rotation_base(s["source"]),
-                                                 _rotation_index(s["source"])))
-    return files + [{"source": CAPTURED, "kind": "captured",
-                     "name": "Captured by monitor()", "size": None, "modified": None}]
+    listed = sorted(seen.values(), key=lambda s: (_rotation_base(s["source"]),
+                                                  _rotation_index(s["source"])))
+    return listed + [{"source": CAPTURED, "kind": "captured",
+                      "name": "Captured by monitor()", "size": None, "modified": None}]
 
 
 def _rotation_index(path: str) -> int:
@@ -358,15 +442,17 @@ def _rotation_base(path: str) -> str:
 
 
 def resolve_source(settings, source: str | None) -> str:
-    """`captured`, or the real path of a file inside the log folders.
+    """`captured`, or the real path of a readable log file.
 
     A relative name is looked up in each folder in turn. Raises
     LogAccessError for anything outside (`..`, a symlink out, an absolute path
-    elsewhere) and for a file that does not exist."""
+    elsewhere, with OPS_LOG_DIRS unset a file that OPS_LOG_FILES does not
+    name), for a file with more than one hard link and for a file that does
+    not exist."""
     if not source:
-        files = [s for s in list_sources(settings) if s["kind"] == "file"]
-        if files:
-            return files[0]["source"]
+        listed = [s for s in list_sources(settings) if s["kind"] == "file"]
+        if listed:
+            return listed[0]["source"]
         return CAPTURED
     if source == CAPTURED:
         return CAPTURED
@@ -376,17 +462,24 @@ def resolve_source(settings, source: str | None) -> str:
     if not folders:
         raise LogAccessError("source: no log folders are configured (OPS_LOG_DIRS)",
                              code="no_log_folders")
+    files = _configured_files(settings, folders)
     candidates = [source] if os.path.isabs(source) else \
         [os.path.join(f, source) for f in folders]
     for candidate in candidates:
         real = os.path.realpath(candidate)
-        if not _inside(real, folders):
+        if not _readable(real, folders, files):
             continue
         if os.path.isfile(real):
+            if not _single_link(real):
+                _refuse_hard_link(real)
             return real
-    if any(_inside(os.path.realpath(c), folders) for c in candidates):
+    if any(_readable(os.path.realpath(c), folders, files) for c in candidates):
         raise LogAccessError(f"source: no such log file: {os.path.basename(source)}",
                              code="not_found")
+    if files is not None and any(_inside(os.path.realpath(c), folders) for c in candidates):
+        raise LogAccessError("source: not one of the configured log files (OPS_LOG_FILES); "
+                             "set OPS_LOG_DIRS to read every file of a folder",
+                             code="outside_log_folders")
     raise LogAccessError("source: outside the configured log folders (OPS_LOG_DIRS)",
                          code="outside_log_folders")
 
@@ -431,7 +524,7 @@ def tail(settings, store, source: str | None, lines: int = 200,
         page = _captured_page(store, filters or Filters(), None, lines)
         return {"source": CAPTURED, "records": list(reversed(page["records"])),
                 "position": page["last_id"]}
-    with open(path, "rb") as fh:
+    with open_log(path) as fh:
         stat = os.fstat(fh.fileno())
         end = stat.st_size
         raw, start = _read_tail_lines(fh, end, lines)
@@ -448,23 +541,33 @@ def tail(settings, store, source: str | None, lines: int = 200,
 
 # ----------------------------------------------------------------- filter
 
-def _rotation_chain(path: str) -> list[str]:
-    """The file and its existing rotated siblings (name.1, name.2, ...), newest first."""
+def _rotation_chain(settings, path: str) -> list[str]:
+    """The file and its existing rotated siblings (name.1, name.2, ...),
+    newest first. A sibling passes the same checks as the file itself
+    (readable after realpath, one hard link) or is skipped."""
     if _rotation_index(path):
         return [path]
+    folders = _real_folders(settings)
+    files = _configured_files(settings, folders)
     chain = [path]
     for n in range(1, MAX_ROTATED + 1):
         sibling = f"{path}.{n}"
-        if not os.path.isfile(sibling):
+        real = os.path.realpath(sibling)
+        if not os.path.isfile(real):
             break
-        chain.append(sibling)
+        if not _readable(real, folders, files) or not _single_link(real):
+            logger.info("log %s: rotated sibling %s skipped (outside the log folders "
+                        "or hard-linked)", os.path.basename(path), os.path.basename(sibling))
+            continue
+        chain.append(real)
     return chain
 
 
-def _scan_backwards(fh, end: int, prefilter: re.Pattern | None
-                    ) -> Iterator[tuple[int, bytes]]:
+def _scan_backwards(fh, end: int, prefilter, marks: bool = False
+                    ) -> Iterator[tuple[int, bytes | None]]:
     """(start offset, line) of the lines before `end` that match `prefilter`
-    (all lines when None), newest first, in SCAN_CHUNK chunks."""
+    (all lines when None), newest first, in SCAN_CHUNK chunks. With `marks`,
+    also (offset, None) after each chunk: everything from offset on is done."""
     while end > 0:
         pos = max(0, end - SCAN_CHUNK)
         fh.seek(pos)
@@ -486,21 +589,27 @@ def _scan_backwards(fh, end: int, prefilter: re.Pattern | None
             if found and found[-1][1] == b"":
                 found.pop()
         else:
-            # No slicing of the chunk: finditer and find take positions.
-            last_start = -1
-            for match in prefilter.finditer(chunk, first):
-                newline = chunk.rfind(b"\n", first, match.start())
-                start = newline + 1 if newline >= 0 else first
-                if start == last_start:
-                    continue
+            # No slicing of the chunk: search and find take positions. After
+            # a match the search goes on from the next line (one hit per line).
+            # RE2 releases the GIL while it searches.
+            at = first
+            size = len(chunk)
+            while at < size:
+                match = prefilter.search(chunk, at)
+                if match is None:
+                    break
+                newline = chunk.rfind(b"\n", at, match.start())
+                start = newline + 1 if newline >= 0 else at
                 stop = chunk.find(b"\n", match.end())
                 if stop < 0:
-                    stop = len(chunk)
+                    stop = size
                 found.append((start, chunk[start:stop]))
-                last_start = start
+                at = stop + 1
         for start, line in reversed(found):
             yield pos + start, line
         end = pos + first
+        if marks:
+            yield end, None
 
 
 def _parse_cursor(cursor: str | None) -> tuple[int, int | None]:
@@ -519,7 +628,10 @@ def filter_records(settings, store, source: str | None, filters: Filters, *,
 
     Files: `cursor` is "<file index>:<byte offset>" (0 the file itself, 1 its
     `.1` sibling, ...); the next page starts just before the last record of
-    this one. Captured: `cursor` is the last id seen."""
+    this one. A scan stops after about SCAN_SECONDS (a slow pattern over a
+    big file) with `partial` true: fewer than `limit` records and a
+    next_cursor that goes on from there. Captured: `cursor` is the last id
+    seen."""
     limit = max(1, min(int(limit), MAX_EXPORT))
     path = resolve_source(settings, source)
     if path == CAPTURED:
@@ -529,8 +641,8 @@ def filter_records(settings, store, source: str | None, filters: Filters, *,
         more = len(page["records"]) == limit
         return {"source": CAPTURED, "records": page["records"],
                 "next_cursor": str(page["first_id"]) if more else None,
-                "highlight": filters.highlight()}
-    chain = _rotation_chain(path) if rotated else [path]
+                "partial": False, "highlight": filters.highlight()}
+    chain = _rotation_chain(settings, path) if rotated else [path]
     index, end = _parse_cursor(cursor)
     if index >= len(chain):
         return {"source": path, "records": [], "next_cursor": None,
@@ -539,14 +651,23 @@ def filter_records(settings, store, source: str | None, filters: Filters, *,
     # Lines of several processes may be a little out of order: stop scanning
     # only well before `since`.
     too_old = filters.since - SINCE_SLACK if filters.since else None
-    stopped = False
+    deadline = time.monotonic() + SCAN_SECONDS
+    stopped = partial = False
     records: list[dict] = []
     next_cursor = None
     for i in range(index, len(chain)):
-        with open(chain[i], "rb") as fh:
+        with open_log(chain[i]) as fh:
             size = os.fstat(fh.fileno()).st_size
             start_end = min(end, size) if (i == index and end is not None) else size
-            for offset, raw in _scan_backwards(fh, start_end, prefilter):
+            for offset, raw in _scan_backwards(fh, start_end, prefilter, marks=True):
+                if raw is None:
+                    if time.monotonic() > deadline and (offset > 0 or i + 1 < len(chain)):
+                        # A slow pattern over a big file: answer with what was
+                        # found; next_cursor goes on from here.
+                        partial = stopped = True
+                        next_cursor = f"{i}:{offset}" if offset > 0 else f"{i + 1}:{2 ** 62}"
+                        break
+                    continue
                 record = parse_line(_decode(raw))
                 if too_old and record["time"] and record["time"] < too_old:
                     stopped = True   # files are written in time order: the rest is older
@@ -564,7 +685,7 @@ def filter_records(settings, store, source: str | None, filters: Filters, *,
         if len(records) >= limit or stopped:
             break
     return {"source": path, "records": records, "next_cursor": next_cursor,
-            "files": [os.path.basename(p) for p in chain],
+            "partial": partial, "files": [os.path.basename(p) for p in chain],
             "highlight": filters.highlight()}
 
 
@@ -674,7 +795,7 @@ def stats(settings, store, source: str | None, minutes: int = 60,
         records = [{"time": as_utc(t), "level": lv, "logger": lg, "message": m}
                    for t, lv, lg, m in rows]
     else:
-        with open(path, "rb") as fh:
+        with open_log(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             budget = STATS_MAX_BYTES
             stop = max(0, size - budget)
@@ -725,24 +846,74 @@ def stats(settings, store, source: str | None, minutes: int = 60,
 # ----------------------------------------------------------------- stream
 
 class StreamSlots:
-    """A bound on concurrent live streams in this process."""
+    """A bound on concurrent live streams in this process, and on those of
+    one user: a user opening many tabs (or a script) cannot take every slot.
 
-    def __init__(self, size: int):
+    A stream learns that its client left (a closed tab, a page that switched
+    to other filters) only when it next writes. So a caller over a bound
+    first asks the streams concerned to write now (`probing`) and waits up to
+    `wait` seconds for the slots of those that are gone, then gets
+    TooManyStreams."""
+
+    def __init__(self, size: int, per_user: int | None = None, wait: float = 2.0):
         self.size = size
-        self._sem = threading.BoundedSemaphore(size)
+        self.per_user = per_user or size
+        self.wait = wait
         self.active = 0
-        self._lock = threading.Lock()
+        self._users: dict[str, int] = {}
+        self._probe_all = 0.0
+        self._probe: dict[str, float] = {}
+        self._cond = threading.Condition()
 
-    def acquire(self) -> None:
-        if not self._sem.acquire(blocking=False):
-            raise TooManyStreams(f"at most {self.size} live log streams at once")
-        with self._lock:
+    def _full(self, user: str | None) -> str | None:
+        if self.active >= self.size:
+            return (f"at most {self.size} live log streams at once in this console "
+                    "process (OPS_LOG_MAX_STREAMS)")
+        if user is not None and self._users.get(user, 0) >= self.per_user:
+            return (f"at most {self.per_user} live log streams per user at once "
+                    "(OPS_LOG_STREAMS_PER_USER)")
+        return None
+
+    def acquire(self, user: str | None = None) -> None:
+        with self._cond:
+            reason = self._full(user)
+            if reason is not None:
+                deadline = time.monotonic() + self.wait
+                if self.active >= self.size:
+                    self._probe_all = deadline
+                elif user is not None:
+                    self._probe[user] = deadline
+                while reason is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TooManyStreams(reason)
+                    self._cond.wait(left)
+                    reason = self._full(user)
             self.active += 1
+            if user is not None:
+                self._users[user] = self._users.get(user, 0) + 1
 
-    def release(self) -> None:
-        with self._lock:
+    def release(self, user: str | None = None) -> None:
+        with self._cond:
             self.active -= 1
-        self._sem.release()
+            if user is not None:
+                left = self._users.get(user, 0) - 1
+                if left > 0:
+                    self._users[user] = left
+                else:
+                    self._users.pop(user, None)
+            self._cond.notify_all()
+
+    def probing(self, user: str | None) -> bool:
+        """Whether a stream of `user` should write now to learn whether its
+        client is still there."""
+        now = time.monotonic()
+        return now < self._probe_all or (user is not None
+                                         and now < self._probe.get(user, 0.0))
+
+    def held_by(self, user: str) -> int:
+        with self._cond:
+            return self._users.get(user, 0)
 
 
 def _sse(data: dict, event_id: str | None = None, event: str | None = None) -> str:
@@ -764,35 +935,65 @@ def _resume(last_event_id: str | None, ino: int, size: int) -> int | None:
 def stream(settings, store, source: str | None, filters: Filters, slots: StreamSlots,
            *, backlog: int = 100, last_event_id: str | None = None,
            max_seconds: float | None = None, poll: float = POLL_SECONDS,
-           heartbeat: float = HEARTBEAT_SECONDS) -> Iterator[str]:
+           heartbeat: float = HEARTBEAT_SECONDS, user: str | None = None) -> Iterator[str]:
     """Server-Sent Events: first the last `backlog` matching lines, then every
-    new matching line as it is written. Takes a slot from `slots` (raises
-    TooManyStreams before anything is sent) and gives it back when the client
-    goes away (the generator is closed) or after `max_seconds`."""
+    new matching line as it is written. Takes a slot from `slots` for `user`
+    (raises TooManyStreams before anything is sent) and gives it back when
+    the client goes away (the generator is closed) or after `max_seconds`."""
     path = resolve_source(settings, source)
-    slots.acquire()
+    slots.acquire(user)
+    once = threading.Lock()
+
+    def probe() -> bool:
+        return slots.probing(user)
+
+    def release() -> None:
+        if once.acquire(blocking=False):     # only the first call gives it back
+            slots.release(user)
 
     def events() -> Iterator[str]:
         try:
             if path == CAPTURED:
                 yield from _stream_captured(store, filters, backlog, last_event_id,
-                                            max_seconds, heartbeat)
+                                            max_seconds, heartbeat, probe)
             else:
                 yield from _stream_file(path, filters, backlog, last_event_id,
-                                        max_seconds, poll, heartbeat)
-        except (OSError, SQLAlchemyError) as exc:
+                                        max_seconds, poll, heartbeat, probe)
+        except (OSError, SQLAlchemyError, LogAccessError) as exc:
             # Headers are sent: say why in the stream; EventSource reconnects.
             logger.warning("log stream of %s ended: %s", path, str(exc)[:200])
             yield _sse({"message": "The log source became unreadable: "
                                    f"{type(exc).__name__}"}, event="failure")
         finally:
-            slots.release()
-    return events()
+            release()
+    return _SlotStream(events(), release)
 
 
-def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heartbeat):
+class _SlotStream:
+    """The events, giving the slot back when closed even if never started
+    (a generator's `finally` only runs once it has started)."""
+
+    def __init__(self, events: Iterator[str], release) -> None:
+        self._events = events
+        self._release = release
+
+    def __iter__(self) -> "_SlotStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._events)
+
+    def close(self) -> None:
+        try:
+            self._events.close()
+        finally:
+            self._release()
+
+
+def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heartbeat,
+                 probe=lambda: False):
     started = time.monotonic()
-    fh = open(path, "rb")
+    fh = open_log(path)
     try:
         stat = os.fstat(fh.fileno())
         ino, pos = stat.st_ino, stat.st_size
@@ -813,7 +1014,7 @@ def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heart
                     kept.append(_public(record, offset=offset))
                 offset += len(line) + 1
             for record in kept[-backlog:]:
-                yield _sse(record, f"{ino}:{record['offset']}")
+                yield _sse(filters.marked(record), f"{ino}:{record['offset']}")
         fh.seek(pos)
         partial = b""
 
@@ -828,7 +1029,7 @@ def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heart
                     continue
                 record = parse_line(_decode(line))
                 if filters.keeps(record):
-                    yield _sse(_public(record, offset=offset),
+                    yield _sse(filters.marked(_public(record, offset=offset)),
                                f"{ino}:{offset + len(line) + 1}")
                 offset += len(line) + 1
             pos = offset
@@ -848,7 +1049,7 @@ def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heart
             if current is not None and current.st_ino != ino:
                 yield from emit(fh.read(), final=True)  # the old file's last lines
                 fh.close()
-                fh = open(path, "rb")
+                fh = open_log(path)
                 ino, pos, partial = os.fstat(fh.fileno()).st_ino, 0, b""
                 yield _sse({"reason": "rotated"}, event="reset")
                 continue
@@ -857,7 +1058,7 @@ def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heart
                 pos, partial = 0, b""
                 yield _sse({"reason": "truncated"}, event="reset")
                 continue
-            if time.monotonic() - last_beat >= heartbeat:
+            if time.monotonic() - last_beat >= heartbeat or probe():
                 last_beat = time.monotonic()
                 yield ": keep-alive\n\n"
             time.sleep(poll)
@@ -865,7 +1066,8 @@ def _stream_file(path, filters, backlog, last_event_id, max_seconds, poll, heart
         fh.close()
 
 
-def _stream_captured(store, filters, backlog, last_event_id, max_seconds, heartbeat):
+def _stream_captured(store, filters, backlog, last_event_id, max_seconds, heartbeat,
+                     probe=lambda: False):
     started = time.monotonic()
     yield "retry: 2000\n\n"
     yield _sse({"source": CAPTURED, "highlight": filters.highlight(),
@@ -875,7 +1077,7 @@ def _stream_captured(store, filters, backlog, last_event_id, max_seconds, heartb
     else:
         page = _captured_page(store, filters, None, max(1, backlog))
         for record in reversed(page["records"] if backlog else []):
-            yield _sse(record, str(record["id"]))
+            yield _sse(filters.marked(record), str(record["id"]))
         with store.session() as session:
             last = session.scalar(select(func.max(LogRecord.id))) or 0
     last_beat = time.monotonic()
@@ -888,11 +1090,11 @@ def _stream_captured(store, filters, backlog, last_event_id, max_seconds, heartb
             newest = session.scalar(select(func.max(LogRecord.id))) or last
         for row in rows:
             if not exact or filters._compiled.search(row.message):
-                yield _sse(_row(row), str(row.id))
+                yield _sse(filters.marked(_row(row)), str(row.id))
         last = rows[-1].id if len(rows) == 500 else max(last, newest)
         if rows:
             last_beat = time.monotonic()
-        elif time.monotonic() - last_beat >= heartbeat:
+        elif time.monotonic() - last_beat >= heartbeat or probe():
             last_beat = time.monotonic()
             yield ": keep-alive\n\n"
         time.sleep(0.5)

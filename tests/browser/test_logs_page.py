@@ -118,3 +118,31 @@ def test_phone_width_and_a_refused_source(browser, logs_console):
         watch.assert_clean("logs page (phone)")
     finally:
         context.close()
+
+
+def test_highlights_come_from_the_server_not_the_browsers_regexp(browser, logs_console):
+    """`x|(\\w+\\s?)+$` is linear for RE2 but backtracks exponentially in the
+    browser's RegExp on a line ending in a long word and a `!`: the page shows
+    the line with its match highlighted, and stays responsive. `(?i)` is
+    Python/RE2 syntax the browser's RegExp refuses: highlighted all the same."""
+    base, path = logs_console
+    _append(path, _line(60, "WARNING", "x " + "a" * 40 + "!")
+            + _line(61, "WARNING", "Stock LOW for sku-9"))
+    context, page, watch = sign_in_page(browser, base)
+    try:
+        page.goto(f"{base}/logs")
+        page.wait_for_selector("#logs-view >> text=Stock LOW for sku-9")
+        page.check("#logs-regex input")
+        page.fill("#logs-search", r"x|(\w+\s?)+$")
+        page.press("#logs-search", "Enter")
+        # (locator waits: their timeout holds even if the tab hangs)
+        marked = _rows(page).filter(has_text="aaaa!").locator("mark")
+        marked.first.wait_for(timeout=20000)
+        assert marked.all_inner_texts() == ["x"]
+        page.fill("#logs-search", r"(?i)stock low", timeout=5000)   # the tab still answers
+        page.press("#logs-search", "Enter", timeout=5000)
+        page.locator("#logs-view mark").filter(
+            has_text=re.compile(r"^Stock LOW$")).first.wait_for(timeout=20000)
+        watch.assert_clean("logs page (server-side highlights)")
+    finally:
+        context.close()
