@@ -43,6 +43,15 @@
     parent.appendChild(document.createTextNode(text.slice(last)));
   }
 
+  // "2026-12-07 15:14:34.000": the server's ISO time to the millisecond.
+  // Python leaves the fraction out when it is zero, so a slice of the ISO
+  // text would show part of the offset ("15:14:34+00:").
+  function shownTime(iso) {
+    var m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.(\d+))?/.exec(iso);
+    if (!m) return iso;
+    return m[1] + " " + m[2] + "." + ((m[3] || "") + "000").slice(0, 3);
+  }
+
   function row(rec) {
     var div = document.createElement("div");
     var level = rec.level || "";
@@ -51,7 +60,7 @@
       var t = document.createElement("time");
       t.className = "ops-log-time";
       t.dateTime = rec.time;
-      t.textContent = rec.time.replace("T", " ").slice(0, 23);
+      t.textContent = shownTime(rec.time);
       div.appendChild(t);
     }
     if (level) {

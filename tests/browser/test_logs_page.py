@@ -60,6 +60,9 @@ def test_live_stream_search_pause_link_and_export(browser, logs_console):
         odd = _rows(page).filter(has_text="looks odd")
         assert odd.count() == 1 and odd.locator("img").count() == 0
         assert "<img src=x" in odd.inner_text()
+        # a time logged with ",000" milliseconds reads as one, not "…:34+00:"
+        shown = (START + timedelta(seconds=31)).strftime("%Y-%m-%d %H:%M:%S.000")
+        assert odd.locator(".ops-log-time").inner_text() == shown
         # a new line reaches the open page
         _append(path, _line(40, "ERROR", "card declined just now"))
         page.wait_for_selector("#logs-view .ops-log-row--ERROR >> text=card declined just now")
