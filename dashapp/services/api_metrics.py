@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import bindparam, case, func, select, text
 
+from dashapp.core.scrub import scrub_text
 from dashapp.store import Store
 from dashapp.services import latency
 from dashapp.services.retention import ALL_ENDPOINTS
@@ -605,7 +606,10 @@ def recent_errors(store: Store, minutes: int = 60, limit: int = 100, *,
                         "endpoint": r.endpoint, "request_id": r.request_id,
                         "duration_ms": float(r.duration_ms),
                         "exception_type": r.exception_type if server else None,
-                        "exception_message": r.exception_message if server else None})
+                        # scrubbed again on the way out: rows stored by a
+                        # release that kept SQL values must not show them
+                        "exception_message": scrub_text(r.exception_message)
+                        if server and r.exception_message else None})
     return pd.DataFrame(records, columns=columns)
 
 

@@ -719,9 +719,12 @@ def _like_prefix(name: str):
 
 
 def _row(row: LogRecord) -> dict:
+    """A captured record as the API answers it, scrubbed again on the way out
+    (records stored by an earlier release may hold what today's scrubber masks)."""
     return {"id": row.id, "time": as_utc(row.time).isoformat(), "level": row.level,
-            "logger": row.logger, "message": row.message, "request_id": row.request_id,
-            "extra": {**(row.extras or {}), "process": row.process}}
+            "logger": row.logger, "message": redact(row.message),
+            "request_id": row.request_id,
+            "extra": {**(redact_extras(row.extras) or {}), "process": row.process}}
 
 
 def _captured_page(store, filters: Filters, before_id: int | None, limit: int,

@@ -122,3 +122,43 @@ def test_a_batch_from_an_older_host_is_scrubbed_when_expanded(settings):
     assert EMAIL not in message and PASSWORD_HASH not in message
     assert "Key (email)=(***) already exists" in message and "[parameters: ***]" in message
     assert "INSERT INTO account (email, password_hash)" in message
+
+
+def test_rows_stored_before_the_scrubber_are_scrubbed_when_shown(settings, client, viewer):
+    """An exception message and a captured log record stored raw by an
+    earlier release: the errors grid and the Logs page's captured source
+    show them scrubbed all the same."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import insert
+
+    from dashapp.store import Store
+    from dashapp.store.models import LogRecord, RequestLog
+
+    raw = ("(sqlite3.IntegrityError) UNIQUE constraint failed: account.email\n"
+           "[SQL: INSERT INTO account (email, password_hash) VALUES (?, ?)]\n"
+           f"[parameters: ('{EMAIL}', '{PASSWORD_HASH}')]")
+    now = datetime.now(timezone.utc)
+    store = Store(settings.store_url)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(RequestLog), [{
+                "time": now, "endpoint": "/signup", "method": "POST", "status": 500,
+                "duration_ms": 3.0, "request_id": "old-2", "exception_type": "IntegrityError",
+                "exception_message": raw, "process": "old:1"}])
+            conn.execute(insert(LogRecord), [{
+                "time": now, "level": "ERROR", "levelno": 40, "logger": "shop",
+                "message": "signup failed: " + raw, "request_id": "old-2",
+                "process": "old:1", "extras": {"db_password": "hunter2-old"}}])
+    finally:
+        store.close()
+    errors = client.get("/api/metrics/errors?minutes=60&kind=server",
+                        headers=viewer).get_json()["errors"]
+    message = errors[0]["exception_message"]
+    assert "[parameters: ***]" in message and "INSERT INTO account" in message
+    records = client.get("/api/logs/filter?source=captured&request_id=old-2",
+                         headers=viewer).get_json()["records"]
+    shown = str(records)
+    assert records and "[parameters: ***]" in shown
+    for secret in (EMAIL, PASSWORD_HASH, "hunter2-old"):
+        assert secret not in message and secret not in shown
