@@ -182,10 +182,13 @@ class Settings(BaseSettings):
         description="Requests one IP address may make, whoever is signed in.")
     rate_limit_login: str = Field(
         "10/minute", **_alias("OPS_RATE_LIMIT_LOGIN"), max_length=200,
-        description="Sign-in attempts and API token creations per IP address.")
+        description="Sign-in attempts (the form and API token creation, one counter) "
+                    "per IP address; also the wrong passwords one account may take "
+                    "(counted per account and per account and client).")
     rate_limit_sensitive: str = Field(
         "30/minute", **_alias("OPS_RATE_LIMIT_SENSITIVE"), max_length=200,
-        description="EXPLAIN, backups and restores, and profiler starts per user.")
+        description="EXPLAIN, backups and restores, and profiler starts per user, "
+                    "one counter for all of them (API and page buttons).")
     sentry_dsn: str | None = Field(
         None, **_alias("SENTRY_DSN"),
         description="Report errors of the console and of monitor()-instrumented "
