@@ -256,6 +256,11 @@ class Monitor:
             environ = _request_environ()
             try:
                 rows = cursor.rowcount
+                if rows == 0 and cursor.description is not None \
+                        and "RETURNING" in statement.upper():
+                    # sqlite3 counts the rows of INSERT/UPDATE ... RETURNING
+                    # only as they are fetched, after this hook: unknown, not 0
+                    rows = -1
             except Exception:  # noqa: BLE001 - some drivers raise here
                 rows = -1
             self._record(self._statements, (

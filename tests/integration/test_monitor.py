@@ -359,3 +359,33 @@ def test_gunicorn_with_three_workers_adds_up(settings, tmp_path):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def test_insert_returning_rows_are_unknown_not_zero(settings, tmp_path):
+    """sqlite3 counts an INSERT ... RETURNING's rows only as they are
+    fetched, after SQLAlchemy's hook has run: the statement is recorded with
+    its rows unknown (shown blank), never as "0 rows"; a plain insert keeps
+    its count."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'returning.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT)"))
+    app = Flask("returning_host")
+
+    @app.post("/items")
+    def add():
+        with engine.begin() as conn:
+            ids = conn.execute(text("INSERT INTO item (name) VALUES ('a'), ('b') "
+                                    "RETURNING id")).scalars().all()
+            conn.execute(text("INSERT INTO item (name) VALUES ('c')"))
+        return {"ids": ids}
+
+    mon = monitor(app, engine=engine, settings=settings)
+    try:
+        assert app.test_client().post("/items").get_json() == {"ids": [1, 2]}
+        mon.flush()
+        recorded = rows(settings.store_url, "SELECT sql, rows FROM ops_query ORDER BY id")
+        assert [r[1] for r in recorded] == [None, 1]
+        assert "RETURNING" in recorded[0][0]
+    finally:
+        mon.close()
+        engine.dispose()
