@@ -149,3 +149,22 @@ def test_highlights_come_from_the_server_not_the_browsers_regexp(browser, logs_c
         watch.assert_clean("logs page (server-side highlights)")
     finally:
         context.close()
+
+
+def test_search_filters_as_you_type(browser, logs_console):
+    """The page says "filtered as you type": typing, with no Enter and no
+    leaving the field, filters the stream once typing pauses."""
+    base, path = logs_console
+    _append(path, _line(70, "INFO", "typed-filter-target reached"))
+    context, page, watch = sign_in_page(browser, base)
+    try:
+        page.goto(f"{base}/logs")
+        page.wait_for_selector("#logs-view >> text=typed-filter-target reached")
+        page.locator("#logs-search").press_sequentially("typed-filter", delay=30)
+        wait_js(page, "(() => { const r = document.querySelectorAll('#logs-view .ops-log-row');"
+                      " return r.length === 1 && r[0].textContent.includes("
+                      "'typed-filter-target'); })()")
+        assert page.evaluate("document.activeElement.id") == "logs-search"
+        watch.assert_clean("logs page (filter as you type)")
+    finally:
+        context.close()
