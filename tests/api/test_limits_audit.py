@@ -14,9 +14,10 @@ import dash
 import pytest
 from sqlalchemy import func, select, text
 
-from dashapp.store.models import (ApiToken, AuditEvent, BackupHistory, JobCommand,
+from dashapp.store.models import (ApiToken, BackupHistory, JobCommand,
                                   ProfileSession, User)
 from tests.conftest import ADMIN_PASSWORD
+from tests.api.test_security import audit_rows
 from tests.helpers import sign_in, token_for
 from tests.integration.test_jobs import host  # noqa: F401 (fixture)
 
@@ -46,11 +47,6 @@ def make_app(settings, redis_client):
     yield build
     for server in built:
         server.extensions["ops"].close()
-
-
-def audit_rows(app, action):
-    with app.extensions["ops"].store.session() as sess:
-        return sess.scalars(select(AuditEvent).where(AuditEvent.action == action)).all()
 
 
 def page(path: str):

@@ -12,17 +12,10 @@ import dash
 import pytest
 
 from tests.helpers import token_for
-from tests.integration.test_logs import _plain, _write
+from tests.integration.test_logs import _plain, _write, logdir  # noqa: F401 (fixture)
 from tests.integration.test_logs_page import _call, page_module
 
 SECRET = "SECRET_KEY=do-not-show-this"
-
-
-@pytest.fixture
-def logdir(tmp_path):
-    folder = tmp_path / "logs"
-    folder.mkdir()
-    return folder
 
 
 @pytest.fixture
