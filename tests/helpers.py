@@ -1,7 +1,39 @@
 """Small helpers the tests share (no fakes: they drive the real app)."""
 from __future__ import annotations
 
+import os
+import random
+import socket
+
 from tests.conftest import ADMIN_PASSWORD
+
+# Ports for servers the tests start. bind(0) hands out ports from the kernel's
+# ephemeral range (32768-60999), the same range outgoing connections draw
+# their local port from: another worker's client could hold the port by the
+# time the server binds it ("Address already in use", seen once in CI). These
+# come from below that range, from a slice of its own per xdist worker, and
+# never twice in one process.
+_PORT_LOW, _PORT_HIGH = 20000, 32000
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A free 127.0.0.1 port below the ephemeral range, not given out before."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    width = 1500
+    low = _PORT_LOW + (index % ((_PORT_HIGH - _PORT_LOW) // width)) * width
+    candidates = [p for p in range(low, low + width) if p not in _handed_out]
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port in {low}-{low + width}")
 
 
 def token_for(client, app, username: str = "admin", password: str = ADMIN_PASSWORD,

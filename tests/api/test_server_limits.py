@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_MAX_LINE = 8190  # gunicorn clamps larger limits to this
@@ -110,12 +111,6 @@ def test_the_longest_valid_url_fits_gunicorns_request_line_limit(app, client, vi
 
 
 # ----- the servers' own refusals -------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _console_env(tmp_path: Path, redis_url: str, port: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPS_")}
     env.update({
@@ -218,7 +213,7 @@ def server_process():
 
 def test_development_server_refusals_are_json(tmp_path, redis_url, server_process):
     """python app.py: werkzeug's own 414 and 400 pages were HTML."""
-    port = _free_port()
+    port = free_port()
     proc = server_process([sys.executable, str(ROOT / "app.py"), "--no-demo",
                            "--port", str(port)], _console_env(tmp_path, redis_url, port),
                           tmp_path)
@@ -228,7 +223,7 @@ def test_development_server_refusals_are_json(tmp_path, redis_url, server_proces
 
 def test_gunicorn_refusals_are_json(tmp_path, redis_url, server_process):
     """gunicorn with gunicorn.conf.py: its own 414 and 400 pages were HTML."""
-    port = _free_port()
+    port = free_port()
     proc = server_process([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
                            "--chdir", str(ROOT), "wsgi:server"],
                           _console_env(tmp_path, redis_url, port), tmp_path)

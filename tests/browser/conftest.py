@@ -7,7 +7,6 @@ errors, failed requests and requests to any host other than 127.0.0.1.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD, PG_URL, _reset_postgres, missing_service
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -30,12 +30,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  # differently on localhost (Swagger UI skips its validator).
                  f"--host-resolver-rules=MAP {PUBLIC_NAME} 127.0.0.1"]
 VIEWPORTS = {"desktop": (1440, 900), "tablet": (768, 1024), "phone": (375, 812)}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

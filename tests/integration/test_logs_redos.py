@@ -20,18 +20,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ADMIN_PASSWORD, PG_URL, _reset_postgres
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # (.+)+QQQ is the pattern that froze the console; the other is the slowest
 # for RE2 found (its DFA gives up and the NFA runs at a few MB/s).
 PATTERNS = [r"(.+)+QQQ", r"([ab]*a[ab]{15}){3}Q"]
-
-
-def _free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _get(url: str, token: str | None = None, timeout: float = 5.0):
@@ -54,7 +48,7 @@ def console(tmp_path, redis_url):
         for i in range(8_000):
             body = "".join(rng.choice("ab") for _ in range(1_000))
             fh.write(f"2026-11-26 12:00:{i % 60:02d},000 INFO shop.orders: {body}\n")
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPS_DATABASE_URL", "REDIS_URL", "OPS_REDIS_INSTANCES")}
     env.update({"OPS_INSTANCE_DIR": str(tmp_path / "instance"), "OPS_DEMO": "false",

@@ -21,6 +21,7 @@ from flask import Flask, abort
 from sqlalchemy import create_engine, make_url, text
 
 from dashapp import monitor
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -280,12 +281,6 @@ def test_store_outage_during_traffic(settings, tmp_path):
 
 
 # ----- several worker processes -------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 ITEM_RULE = "/items/<int:item_id>"
 
 

@@ -32,12 +32,7 @@ from dashapp.demo.jobs import (cleanup, nightly_sales_report, reconcile_payments
 from dashapp.demo.ml import train_models
 from dashapp.demo.shop import Catalog, create_shop_app, product_key
 from dashapp.demo.traffic import REDIS_KEY, TrafficGenerator
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.helpers import free_port
 
 
 def _wait_until(predicate, timeout: float = 5.0) -> bool:
@@ -78,7 +73,7 @@ def shop(engine, redis_client, models):
 @pytest.fixture
 def dead_redis():
     """A real client pointed at a port where no Redis listens: an outage."""
-    client = redis_lib.Redis(host="127.0.0.1", port=_free_port(), socket_connect_timeout=0.5,
+    client = redis_lib.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5,
                              retry=Retry(NoBackoff(), 0))  # fail fast, no retries
     yield client
     client.close()
@@ -400,7 +395,7 @@ def test_reconcile_payments_fails_sometimes(engine):
 
 # ----- traffic and the running demo ------------------------------------------------
 def test_traffic_generator_survives_a_dead_shop_and_dead_redis(dead_redis):
-    traffic = TrafficGenerator(f"http://127.0.0.1:{_free_port()}", rps=50,
+    traffic = TrafficGenerator(f"http://127.0.0.1:{free_port()}", rps=50,
                                redis_client=dead_redis)
     traffic.start()
     assert _wait_until(lambda: traffic.counters()["failed_to_connect"] >= 3)
