@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reset-admin-password", action="store_true",
                         help="set a new random admin password, print it and exit")
     args = parser.parse_args(argv)
+    # Where this console listens: the bundled demo's agent sends to it.
+    os.environ["OPS_HOST"], os.environ["OPS_PORT"] = args.host, str(args.port)
 
     from dashapp.config import SettingsError, configure_logging, load_settings
     try:

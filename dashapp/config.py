@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     demo_rps: float = Field(
         3.0, **_alias("OPS_DEMO_RPS"), ge=0, le=200,
         description="Requests per second the demo traffic generator sends.")
+    console_url: str | None = Field(
+        None, **_alias("OPS_CONSOLE_URL"),
+        description="Where the bundled demo's agent reaches this console "
+                    "(http://host:port). Default: http://127.0.0.1:<OPS_PORT>, "
+                    "which `python app.py` and gunicorn listen on.")
     env: Literal["development", "production"] = Field(
         "development", **_alias("OPS_ENV"),
         description="development or production. Production marks cookies "
@@ -147,8 +152,10 @@ class Settings(BaseSettings):
                     "the other files of their folders.")
     log_capture_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", **_alias("OPS_LOG_CAPTURE_LEVEL"),
-        description="Lowest level of the host's logging records monitor() "
-                    "captures into the store (the Logs page's 'captured' source).")
+        description="Lowest level of an application's logging records the "
+                    "agent captures (the Logs page's 'captured' source). Read by "
+                    "the agent in the application's environment; here, for the "
+                    "bundled demo.")
     log_max_streams: int = Field(
         8, **_alias("OPS_LOG_MAX_STREAMS"), ge=1, le=256,
         description="Live log streams (SSE) one console process serves at once; "
@@ -191,8 +198,9 @@ class Settings(BaseSettings):
                     "one counter for all of them (API and page buttons).")
     sentry_dsn: str | None = Field(
         None, **_alias("SENTRY_DSN"),
-        description="Report errors of the console and of monitor()-instrumented "
-                    "hosts to Sentry (sentry-sdk). Unset: nothing is sent.")
+        description="Report errors of the console to Sentry (sentry-sdk). Unset: "
+                    "nothing is sent. (An instrumented application's errors are "
+                    "its own Sentry's: the agent leaves it alone.)")
     metrics_token: str | None = Field(
         None, **_alias("OPS_METRICS_TOKEN"), min_length=16, max_length=256,
         description="Bearer token Prometheus sends to scrape GET /metrics. An "

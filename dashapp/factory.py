@@ -266,6 +266,30 @@ def create_app(settings: Settings | None = None, **overrides) -> dash.Dash:
     return app
 
 
+def _demo_dsn(ops: Ops) -> str | None:
+    """OPS_DSN for the bundled demo: an ingest key of its own (made on first
+    start, kept in <instance>/demo-ingest.key, 0600) and this console's
+    address (OPS_CONSOLE_URL, else 127.0.0.1 on OPS_PORT)."""
+    import os
+
+    from dashapp.demo import DEMO_APP
+    from dashapp.ingest.api import dsn_for
+    from dashapp.ingest.keys import ensure_key
+    settings = ops.settings
+    url = settings.console_url
+    if not url:
+        host = os.environ.get("OPS_HOST", "127.0.0.1")
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        url = f"http://{host}:{os.environ.get('OPS_PORT', '8050')}"
+    try:
+        key = ensure_key(ops.store, DEMO_APP, settings.instance_dir / "demo-ingest.key")
+    except Exception as exc:  # noqa: BLE001 - the demo runs unmonitored, the console on
+        logger.warning("demo not instrumented: could not make its ingest key: %s", exc)
+        return None
+    return dsn_for(key, DEMO_APP, url)
+
+
 def _start_demo(ops: Ops) -> None:
     """Run the demo shop in this process and publish its figures to Redis.
 
@@ -281,7 +305,7 @@ def _start_demo(ops: Ops) -> None:
         from dashapp.demo.config_seed import seed_config_folder
         seed_config_folder(settings.config_folder)
     demo = DemoApp(settings.demo_dir, ops.redis.client, port=settings.demo_port,
-                   rps=settings.demo_rps, settings=settings)
+                   rps=settings.demo_rps, settings=settings, dsn=_demo_dsn(ops))
     try:
         demo.start()
     except RuntimeError as exc:

@@ -10,12 +10,13 @@ watched by `monitor(app, scheduler=...)`:
             index(item)
             report_progress((i + 1) / len(items), f"{i + 1} of {len(items)} items")
 
-Both are cheap (memory only; progress is written at most twice a second)
+Both are cheap (memory only; progress is sent at most twice a second)
 and do nothing outside a recorded run, so a job works the same without the
 console. A job that returns after `cancelled()` returned True is recorded as
 `cancelled` too; one that never checks runs to its end and is recorded as
-`succeeded`, with a note that the cancel came too late.
+`succeeded`, with a note that the cancel came too late. They live in the
+agent (`ops_agent.apscheduler`); these names stay for existing job code.
 """
-from dashapp.instrument.jobs import JobCancelled, cancelled, current_run_id, report_progress
+from ops_agent.apscheduler import JobCancelled, cancelled, current_run_id, report_progress
 
 __all__ = ["JobCancelled", "cancelled", "current_run_id", "report_progress"]

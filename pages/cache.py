@@ -18,9 +18,9 @@ import dash_bootstrap_components as dbc
 import redis as redis_lib
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 from flask import current_app
+from ops_agent.cache import keys as layout_keys
 from sqlalchemy.exc import SQLAlchemyError
 
-from dashapp.cache import keys as layout_keys
 from dashapp.security.auth import action_allowed, current_principal
 from dashapp.security.roles import role_allows
 from dashapp.services import cache as svc

@@ -124,12 +124,15 @@ def refresh(_n, bump, selected, view_key):
     current = next((s for s in sessions if s["status"] in svc.OPEN), None)
     options = ui.session_options(sessions)
     ids = {s["id"]: s for s in sessions}
+    chosen = selected
     if bump and current is not None and ctx_triggered(BUMP):
         selected = current["id"]  # a session just started: follow it
     elif selected not in ids:
         selected = sessions[0]["id"] if sessions else None
     key = f"{selected}:{ids[selected]['status']}" if selected in ids else None
-    return (ui.status_line(current), options, options, selected,
+    # The same value set again would still redraw the results every tick.
+    return (ui.status_line(current), options, options,
+            selected if selected != chosen else no_update,
             not can_operate or current is not None, not can_operate or current is None,
             note, key if key != view_key else no_update)
 

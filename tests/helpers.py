@@ -55,3 +55,39 @@ def sign_in(client, username: str = "admin", password: str = ADMIN_PASSWORD):
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     return client.post("/login", data={"username": username, "password": password,
                                        "csrf_token": csrf, "next": "/"})
+
+
+class ConsoleServer:
+    """The console (create_app) served over real HTTP from a thread of this
+    test process, for agents to send to: `dsn_for(app)` makes an ingest key."""
+
+    def __init__(self, settings):
+        from werkzeug.serving import make_server
+
+        from dashapp import create_app
+        self.server_app = create_app(settings).server
+        self.ops = self.server_app.extensions["ops"]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._http = make_server("127.0.0.1", self.port, self.server_app, threaded=True)
+        import threading
+        self._thread = threading.Thread(target=self._http.serve_forever, daemon=True,
+                                        name="test-console-http")
+        self._thread.start()
+
+    def dsn_for(self, app: str) -> str:
+        from dashapp.ingest.api import dsn_for
+        from dashapp.ingest.keys import create_key
+        key = create_key(self.ops.store, actor="test", app=app)["key"]
+        return dsn_for(key, app, self.url)
+
+    def expand(self) -> int:
+        """Expand what agents sent (the console's scheduler does it every 2 s)."""
+        from dashapp.services.ingest import ingest
+        return ingest(self.ops.store)
+
+    def close(self) -> None:
+        self._http.shutdown()
+        self._http.server_close()
+        self._thread.join(5)
+        self.ops.close()

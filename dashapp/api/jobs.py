@@ -3,7 +3,7 @@
 Thin: validate, call dashapp.services.jobs (the same functions the Jobs page
 calls), jsonify. Runs are recorded by the host processes' `monitor(app,
 scheduler=...)`; actions are commands the host holding the job carries out
-on its live scheduler. An action route waits up to 3 s for that host:
+on its live scheduler. An action route waits up to 5 s for that host:
 200 with the outcome when it answered, 202 with the command (status
 "queued"; follow it at GET /api/jobs/commands/<id>) when a live host holds
 the job but has not answered yet, 409 when no live process holds it.

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dashapp.api.common import (INPUT_ERRORS, SECURITY, ErrorBody, error, example,
                                 tidy_docs)
-from dashapp.instrument import NO_ROUTE
+from ops_agent.flask import NO_ROUTE
 from dashapp.security.roles import requires
 from dashapp.services import api_metrics as svc
 
@@ -266,6 +266,8 @@ class QueryItem(BaseModel):
     sql: str = Field(description="Parameters redacted")
     duration_ms: float
     rows: int | None
+    error_type: str | None = Field(None, description="The exception's class when the "
+                                                     "statement raised")
 
 
 class RequestSqlResponse(BaseModel):

@@ -1,10 +1,11 @@
 """/api/profiler: start and stop profiling sessions, read and export results.
 
 Thin: validate, call dashapp.services.profiler (the same functions the
-Profiler page calls), jsonify. Start and stop are commands in the store;
-the monitored processes (dashapp.monitor) pick them up within about a
-second, sample their requests with pyinstrument and trace memory with
-tracemalloc, and write their parts when the session ends. Results are
+Profiler page calls), jsonify. Start and stop are rows in the store; the
+agents of the monitored processes receive them in the answer to their next
+batch (within about a second), sample their requests (pyinstrument when the
+app has it, else the agent's standard-library sampler) and trace memory
+with tracemalloc, and send their parts when the session ends. Results are
 available once the session is `done`.
 """
 from __future__ import annotations
@@ -51,6 +52,9 @@ class StartBody(BaseModel):
                                    description="Seconds between samples (0.0001-0.1; "
                                                "default 0.001)")
     memory: bool = Field(True, description="Trace allocations with tracemalloc too")
+    app: str | None = Field(None, max_length=64,
+                            description="Only this application's processes (its ingest "
+                                        "key's name); omitted: every monitored application")
 
 
 class StopBody(BaseModel):
@@ -99,6 +103,7 @@ class SessionResponse(BaseModel):
                             'endpoint': '/products*',
                             'error': None,
                             'id': 1,
+                            'app': '',
                             'interval': 0.001,
                             'memory': True,
                             'overhead_per_request_ms': None,
@@ -112,6 +117,7 @@ class SessionResponse(BaseModel):
                             'stopped_by': None})
     id: int
     status: str = Field(description="requested, running, stopping, done or failed")
+    app: str = Field("", description="The application profiled; '' for every application")
     requested_by: str
     stopped_by: str | None
     created_at: str | None

@@ -1,36 +1,18 @@
-"""The caching toolkit for monitored applications.
+"""Old home of the @cached toolkit, kept so existing imports keep working.
 
-    from dashapp.cache import cached, invalidate, warm, register_warmer
-
-    @cached("products", ttl=300)
-    def product(product_id: int) -> dict | None: ...
-
-    invalidate("products", 7)     # one entry (same key as product(7))
-    invalidate("products")        # the whole namespace
-    register_warmer("products", lambda: [product(i) for i in popular()], every=300)
-    warm("products")              # now, in this process
-
-Results live in Redis as JSON under `<prefix>:<namespace>:<digest of the
-arguments>` with per-namespace counters every worker process adds to (the
-layout is in `keys`; the console's Cache page reads it). Redis comes from
-`configure(client=...)`, else REDIS_URL; the prefix from OPS_CACHE_PREFIX.
-A Redis outage never breaks the host: calls run the function directly.
-Nothing happens at import time.
+The toolkit runs inside monitored applications, so it lives in the agent:
+`ops_agent.cache`. This package only re-exports it. Its submodules are the
+agent's own module objects (`dashapp.cache.core is ops_agent.cache.core`),
+so there is one copy of the code and one toolkit state per process.
 """
-from .core import cache_key, cached, configure, invalidate, ping, stats
-from .warming import (register_warmer, stop_warm_worker, unregister_warmer, warm,
-                      warm_worker_stats)
+import sys
 
-__all__ = ["cached", "invalidate", "warm", "register_warmer", "unregister_warmer",
-           "configure", "cache_key", "ping", "stats", "warm_worker_stats",
-           "stop_warm_worker", "reset"]
+from ops_agent import cache as _cache
+from ops_agent.cache import (cache_key, cached, configure, core, invalidate, keys, ping,
+                             register_warmer, reset, stats, stop_warm_worker,
+                             unregister_warmer, warm, warm_worker_stats, warming)
 
+for _name in ("core", "keys", "warming"):
+    sys.modules[f"{__name__}.{_name}"] = getattr(_cache, _name)
 
-def reset() -> None:
-    """Back to a fresh import's state (tests): stop the worker, forget the
-    warmers, configuration, breakers and counters. Which function owns which
-    namespace is kept: that is code, not state."""
-    from .core import _toolkit
-    from .warming import reset_warmers
-    reset_warmers()
-    _toolkit.reset()
+__all__ = list(_cache.__all__)

@@ -53,6 +53,9 @@ import re
 from functools import lru_cache
 from typing import Any, Callable, Mapping
 
+# One copy, the agent's: hosts strip SQL values before they send a message.
+from ops_agent.scrub import strip_sql_values
+
 MASK = "***"
 MAX_DEPTH = 6                      # nesting scrub_value walks into
 
@@ -137,12 +140,6 @@ _VALUE_GROUPS = ("dq", "eq", "sq", "bare")
 # Values that stand for no value (`WHERE password = ?` in a statement).
 _PLACEHOLDERS = frozenset({"?", "%s", "None", "null", "NULL"})
 
-_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*")
-_SQL_STATEMENT = re.compile(r"(?P<head>\[SQL: )(?P<sql>.*?)(?=\]\n|\]\Z|\Z)", re.S)
-_SQL_STRING = re.compile(r"'(?:[^']|'')*+'")
-_SQL_ECHOES = (")=(", "Failing row contains (")  # PostgreSQL's DETAIL lines
-_SQL_DUPLICATE = re.compile(r"(?P<head>Duplicate entry ')(?P<v>(?:[^'\\\n]|\\.)*+)'")
-
 Sink = Callable[[str], Any]
 
 
@@ -177,35 +174,6 @@ def mask_private_keys(text: str, mask: str = MASK, sink: Sink | None = None) -> 
             return mask
         return m.group("begin") + _PEM_LINE.sub(line, m.group("body")) + m.group("end")
     return _PEM.sub(body, text)
-
-
-def _mask_echoed(line: str, mask: str) -> str:
-    """`Key (email)=(a@b.c) already exists.` -> `Key (email)=(***) already
-    exists.`: from the first echo to the line's last parenthesis."""
-    for head in _SQL_ECHOES:
-        start = line.find(head)
-        if start >= 0:
-            start += len(head)
-            end = line.rfind(")")
-            if end >= start:
-                return line[:start] + mask + line[end:]
-    return line
-
-
-def strip_sql_values(text: str, mask: str = MASK) -> str:
-    """A database error without the values it carries: SQLAlchemy's
-    `[parameters: ...]`, string literals in `[SQL: ...]`, and the values
-    PostgreSQL/MySQL echo in their messages. The statement text stays."""
-    if "[parameters: " in text:
-        text = _SQL_PARAMETERS.sub(f"[parameters: {mask}]", text)
-    if "[SQL: " in text:
-        text = _SQL_STATEMENT.sub(
-            lambda m: m.group("head") + _SQL_STRING.sub(f"'{mask}'", m.group("sql")), text)
-    if ")=(" in text or "Failing row contains (" in text:
-        text = "\n".join(_mask_echoed(line, mask) for line in text.split("\n"))
-    if "Duplicate entry '" in text:
-        text = _SQL_DUPLICATE.sub(lambda m: m.group("head") + mask + "'", text)
-    return text
 
 
 def _mask_pairs(text: str, mask: str, sink: Sink | None) -> str:

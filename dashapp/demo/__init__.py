@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
 from flask import Flask
+from ops_agent.cache import configure as configure_cache
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
-from dashapp.cache import configure as configure_cache
 
 from .data import Order, open_shop_database
 from .jobs import create_scheduler
@@ -42,6 +41,10 @@ LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 
 
+DEMO_APP = "demo-shop"      # the demo's application name on the console
+DEMO_RELEASE = "1.0.0"
+
+
 class _QuietRequestHandler(WSGIRequestHandler):
     """Werkzeug's handler without one access-log line per request."""
 
@@ -54,7 +57,7 @@ class DemoApp:
 
     def __init__(self, data_dir: Path, redis_client: redis.Redis | None, *,
                  port: int = 8051, rps: float = 3.0, host: str = "127.0.0.1",
-                 instrument: bool = True, settings=None) -> None:
+                 instrument: bool = True, settings=None, dsn: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.redis = redis_client
         self.host = host
@@ -69,6 +72,7 @@ class DemoApp:
         self.timings: dict[str, float] = {}
         self.instrument = instrument
         self.settings = settings
+        self.dsn = dsn  # else OPS_DSN, as for any application
         self.monitor = None
         self._server: BaseWSGIServer | None = None
         self._server_thread: threading.Thread | None = None
@@ -136,16 +140,20 @@ class DemoApp:
         self.catalog = self.app.extensions["shop_catalog"]
         self.catalog.register_warmers()
         self.scheduler = create_scheduler(self.engine, self.redis, self.catalog)
-        # Wire the console in here, before serving, exactly as a user would.
-        # (`settings` only because the demo runs inside the console, whose
-        # settings may not come from the environment; your app omits it.)
+        # The agent, wired in before serving exactly as the README's
+        # "Instrumenting your app" tells a user: one setting (the DSN with
+        # the demo's ingest key, which the console made for it; passed in
+        # because the console knows it), one line. It reaches the console
+        # over HTTP like any other application.
         if self.instrument:
-            from dashapp import monitor
-            self.monitor = monitor(self.app, engine=self.engine, redis=self.redis,
-                                   scheduler=self.scheduler, settings=self.settings)
+            import ops_agent
+            self.monitor = ops_agent.monitor(self.app, dsn=self.dsn, engine=self.engine,
+                                             redis=self.redis, scheduler=self.scheduler,
+                                             release=DEMO_RELEASE)
             # The models, with their evaluation data: metrics, feature
             # importance and the drift reference (the ML models page).
-            self.models.register_with(self.monitor.ml)
+            if self.monitor.ml is not None and self.monitor.enabled:
+                self.models.register_with(self.monitor.ml)
 
         try:
             self._server = make_server(self.host, self.port, self.app, threaded=True,

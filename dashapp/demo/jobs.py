@@ -19,10 +19,10 @@ from datetime import datetime, timedelta, timezone
 
 import redis
 from apscheduler.schedulers.background import BackgroundScheduler
+from ops_agent.cache import warm
 from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import sessionmaker
 
-from dashapp.cache import warm
 from dashapp.jobs import JobCancelled, cancelled, report_progress
 
 from .data import Order, OrderItem, Product, SalesReport, utcnow

@@ -8,7 +8,7 @@ habits the console exists to catch:
 * ``GET /search`` runs ``LIKE '%q%'``, which no index can serve;
 * ``GET /reports/slow`` is slow and ``GET /flaky`` fails ~20% of the time.
 
-Product reads are cached with the console's toolkit (``dashapp.cache``): the
+Product reads are cached with the agent's toolkit (``ops_agent.cache``): the
 ``Catalog`` below decorates them with ``@cached`` (namespaces ``products`` and
 ``product-lists``), an order ``invalidate()``s the products it changed, and
 warmers keep the best sellers and the first listing pages fresh (see
@@ -25,12 +25,11 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, jsonify, request
+from ops_agent.cache import (cache_key, cached, invalidate, ping, register_warmer,
+                             unregister_warmer)
 from sqlalchemy import Engine, func, select, text, update
 from sqlalchemy.orm import sessionmaker
 from werkzeug.exceptions import HTTPException
-
-from dashapp.cache import (cache_key, cached, invalidate, ping, register_warmer,
-                           unregister_warmer)
 
 from .data import ORDER_STATUSES, Customer, Order, OrderItem, Product, utcnow
 

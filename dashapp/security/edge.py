@@ -70,6 +70,11 @@ class SafeJSONProvider(DefaultJSONProvider):
 def _refuse_deep_json():
     if not request.is_json:
         return None
+    if (request.headers.get("Content-Encoding") or "identity").strip().lower() != "identity":
+        # Compressed (an agent's gzip batch): its bytes are not JSON text, and
+        # counting brackets in them refused good batches; /api/ingest decodes
+        # them itself, bounded (ops_agent.protocol.decode).
+        return None
     length = request.content_length
     if length is None or length > PRESCAN_BYTES:
         return None  # not read before the sign-in check; see SafeJSONProvider

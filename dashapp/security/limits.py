@@ -65,6 +65,9 @@ SENSITIVE_DASH_INPUTS = frozenset({
 STATIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/_favicon.ico",
                    "/api/docs/")
 AUDIT_DEDUP_SECONDS = 60
+# Agents' batches: authorised by an ingest key, bounded in size, one a
+# second per process; many processes share an address behind a NAT.
+UNLIMITED_PATHS = frozenset({"/api/ingest"})
 
 
 def _ip() -> str:
@@ -130,7 +133,8 @@ def _failure_keys(account: str, ip: str) -> tuple[list[str], list[str]]:
 
 
 def _is_static() -> bool:
-    return request.path.startswith(STATIC_PREFIXES)
+    """Not counted: static files, and agents' batches (UNLIMITED_PATHS)."""
+    return request.path.startswith(STATIC_PREFIXES) or request.path in UNLIMITED_PATHS
 
 
 def _audit_breach(limit: RequestLimit) -> None:

@@ -660,7 +660,7 @@ def requests_sql(store: Store, request_id: str) -> dict[str, Any]:
                            .where(_t.c.request_id == request_id)
                            .order_by(_t.c.id).limit(1)).first()
         queries = conn.execute(select(_q.c.time, _q.c.fingerprint, _q.c.sql,
-                                      _q.c.duration_ms, _q.c.rows)
+                                      _q.c.duration_ms, _q.c.rows, _q.c.error_type)
                                .where(_q.c.request_id == request_id)
                                .order_by(_q.c.time, _q.c.id)).all()
     request = None
@@ -670,7 +670,8 @@ def requests_sql(store: Store, request_id: str) -> dict[str, Any]:
                    "duration_ms": float(req.duration_ms),
                    "exception_type": req.exception_type}
     items = [{"position": i + 1, "time": _iso(q.time), "fingerprint": q.fingerprint,
-              "sql": q.sql, "duration_ms": float(q.duration_ms), "rows": q.rows}
+              "sql": q.sql, "duration_ms": float(q.duration_ms), "rows": q.rows,
+              "error_type": q.error_type}
              for i, q in enumerate(queries)]
     return {"request_id": request_id, "request": request, "queries": items,
             "count": len(items),

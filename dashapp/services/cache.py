@@ -9,7 +9,7 @@ watches. Every command it sends does bounded work: SCAN/HSCAN/SSCAN with a
 COUNT, LRANGE/ZRANGE ranges, XRANGE with a COUNT, GETRANGE slices, MEMORY
 USAGE with a few SAMPLES, UNLINK in batches. Per-key reads of a page are
 pipelined (one round trip). Namespace stats come from the toolkit's meta keys
-(see dashapp.cache.keys), never from a SCAN.
+(see ops_agent.cache.keys), never from a SCAN.
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import redis as redis_lib
+from ops_agent.cache import keys as layout
 
-from dashapp.cache import keys as layout
 from dashapp.security import audit
 
 logger = logging.getLogger(__name__)

@@ -2,12 +2,14 @@
 commands (retry, cancel, pause, resume, run now) that reach the host
 processes through the store.
 
-The hosts (dashapp.instrument.jobs) write `ops_job_run` and publish what
-their schedulers hold to `ops_job_schedule` every few seconds; a process
-whose rows stopped being refreshed is treated as gone. An action is a row in
-`ops_job_command` that the host holding the job claims and carries out on
-its live scheduler; `perform()` creates it, waits a few seconds for the
-outcome and audits it. The REST routes and the Jobs page both call these
+The hosts' agents (ops_agent.apscheduler) send their runs and what their
+schedulers hold; dashapp.ingest.jobs writes them to `ops_job_run` and
+`ops_job_schedule` (refreshed every few seconds; a process whose rows stopped
+being refreshed is treated as gone). An action is a row in `ops_job_command`
+for the job's application: the ingest answer of the process holding the job
+claims it, the agent carries it out on its live scheduler and sends the
+outcome back; `perform()` creates it, waits a few seconds for the outcome
+and audits it. The REST routes and the Jobs page both call these
 functions.
 """
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 
-from dashapp.instrument.jobs import COMMAND_TTL
 from dashapp.store import Store
 from dashapp.store.models import (BackgroundJob, JobCommand, JobSchedule, MonitorProcess,
                                    as_utc)
@@ -33,7 +34,10 @@ ACTION_LABELS = {"retry": "Retry", "cancel": "Cancel", "pause": "Pause",
                  "resume": "Resume", "run_now": "Run now"}
 LIVE = timedelta(seconds=30)        # a host refreshes its rows every 5 s
 DEAD_RUN_AFTER = timedelta(minutes=2)
-WAIT_SECONDS = 3.0
+# A command reaches its host in the answer to the host's next batch (one a
+# second) and the outcome comes back in the batch after: about 1-2 s.
+WAIT_SECONDS = 5.0
+COMMAND_TTL = timedelta(seconds=60)  # older unclaimed commands are left to expire
 MAX_PER_PAGE = 500
 
 
@@ -151,7 +155,7 @@ def get_run(store: Store, run_id: int) -> dict[str, Any]:
                                .where(BackgroundJob.retry_of == run_id)
                                .order_by(BackgroundJob.id)).all()
         live = live_processes(conn)
-        holders = _holders(conn, row.job_id, live)
+        holders = _holders(conn, row.job_id, live, row.app)
     out = run_dict(row, live, detail=True)
     out["retries"] = [{"id": r.id, "status": r.status, "attempt": r.attempt} for r in retries]
     out["can_retry"] = row.status in RETRYABLE and bool(holders or row.process in live)
@@ -159,10 +163,18 @@ def get_run(store: Store, run_id: int) -> dict[str, Any]:
     return out
 
 
-def _holders(conn, job_id: str, live: set[str]) -> list[str]:
-    """Live processes whose scheduler holds `job_id`."""
-    rows = conn.scalars(select(JobSchedule.process).where(JobSchedule.job_id == job_id))
-    return sorted(p for p in rows if p in live)
+def _holders(conn, job_id: str, live: set[str], app: str | None = None) -> list[str]:
+    """Live processes whose scheduler holds `job_id` (of application `app`)."""
+    return [process for process, _app in _holding(conn, job_id, live, app)]
+
+
+def _holding(conn, job_id: str, live: set[str],
+             app: str | None = None) -> list[tuple[str, str]]:
+    """(process, application) of the live processes holding `job_id`."""
+    query = select(JobSchedule.process, JobSchedule.app).where(JobSchedule.job_id == job_id)
+    if app is not None:
+        query = query.where(JobSchedule.app == app)
+    return sorted((r.process, r.app) for r in conn.execute(query) if r.process in live)
 
 
 def schedule(store: Store) -> list[dict[str, Any]]:
@@ -272,8 +284,10 @@ def get_command(store: Store, command_id: int) -> dict[str, Any]:
 
 
 def _plan(conn, action: str, run_id: int | None, job_id: str | None) -> tuple[str, list]:
-    """(job id, [(target process or None, run id)]) for an action, or raises
-    NotFound / Conflict before anything is asked of a host."""
+    """(job id, [(target process or None, run id, application)]) for an
+    action, or raises NotFound / Conflict before anything is asked of a host.
+    A command goes to the application that holds the job: only its agents'
+    batches are answered with it."""
     now = utcnow()
     live = live_processes(conn, now)
     if action in ("retry", "cancel"):
@@ -284,25 +298,25 @@ def _plan(conn, action: str, run_id: int | None, job_id: str | None) -> tuple[st
             if row.status not in RETRYABLE:
                 raise Conflict(f"Run {run_id} is {row.status}: only failed, cancelled or "
                                "missed runs can be retried.", "not_retryable")
-            holders = _holders(conn, row.job_id, live)
+            holders = _holders(conn, row.job_id, live, row.app)
             if not holders and row.process not in live:
                 raise Conflict(f"No live process holds job {row.job_id!r}, so nothing can "
                                "run it again.", "no_live_process")
             # The run's own process has its real arguments in memory.
             target = row.process if row.process in live else None
-            return row.job_id, [(target, row.id)]
+            return row.job_id, [(target, row.id, row.app)]
         if row.status not in ("pending", "running"):
             raise Conflict(f"Run {run_id} is already {row.status}.", "not_cancellable")
         if row.process not in live:
             raise Conflict(f"The process that holds run {run_id} ({row.process}) is not "
                            "running any more.", "no_live_process")
-        return row.job_id, [(row.process, row.id)]
-    holders = _holders(conn, job_id, live)
+        return row.job_id, [(row.process, row.id, row.app)]
+    holders = _holding(conn, job_id, live)
     if not holders:
         raise Conflict(f"No live process holds job {job_id!r}.", "no_live_process")
-    if action == "run_now":
-        return job_id, [(None, None)]
-    return job_id, [(process, None) for process in holders]  # pause/resume: every copy
+    if action == "run_now":  # any one process of the (first) application holding it
+        return job_id, [(None, None, holders[0][1])]
+    return job_id, [(process, None, app) for process, app in holders]  # every copy
 
 
 def perform(store: Store, action: str, *, actor: str, run_id: int | None = None,
@@ -326,9 +340,9 @@ def perform(store: Store, action: str, *, actor: str, run_id: int | None = None,
             job_id, plan = _plan(conn, action, run_id, job_id)
             now = utcnow()
             ids = [conn.execute(insert(JobCommand).values(
-                action=action, job_id=job_id, run_id=rid, process=process,
+                action=action, job_id=job_id, run_id=rid, process=process, app=app,
                 requested_by=actor[:64], created_at=now)).inserted_primary_key[0]
-                for process, rid in plan]
+                for process, rid, app in plan]
         details["job_id"] = job_id
         result = wait_for(store, ids, wait)
     except Exception as exc:

@@ -3,8 +3,9 @@
 Every metric comes from scikit-learn's own functions (never hand-rolled).
 Two sources per model version:
 
-* ``eval``: computed once when the host registers the version with
-  X_eval/y_eval (`monitor.ml.register`), stored in ``ops_ml_evaluation``;
+* ``eval``: computed once per registration with X_eval/y_eval
+  (`monitor.ml.register`) from the predictions the agent ships
+  (dashapp.ingest.ml), stored in ``ops_ml_evaluation``;
 * ``live``: computed on request from the labelled predictions
   (``ops_ml_prediction`` rows with ``y_true``) in a time window.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
@@ -38,8 +40,6 @@ MAX_EVAL_SAMPLE = 5_000      # eval rows kept per version as the drift reference
 MAX_FEATURES = 50            # input values kept per live prediction
 MAX_CURVE_POINTS = 200       # per ROC / PR curve
 MAX_RESIDUALS = 500          # residual points returned
-PERMUTATION_ROWS = 1_000     # eval rows used for permutation importance
-PERMUTATION_REPEATS = 5
 PSI_THRESHOLD = 0.2
 PSI_BINS_MINUS_1 = 9         # psi() uses 10 bins
 KS_P_THRESHOLD = 0.01
@@ -73,12 +73,25 @@ def _thin(xs: Sequence, ys: Sequence) -> tuple[list, list]:
     return [_num(xs[i]) for i in idx], [_num(ys[i]) for i in idx]
 
 
+_INTEGRAL_TEXT = re.compile(r"(-?\d{1,15})\.0*")
+
+
 def label_text(value: Any) -> str:
-    """How a class label or value is stored (`ops_ml_prediction.y_pred`)."""
+    """How a class label or value is stored and compared
+    (`ops_ml_prediction.y_pred`). Labels are compared as values: an int 1, a
+    float 1.0 and the text "1.0" are one class, "1" (a host that labels with
+    floats what its classifier predicts as ints must still score)."""
     if isinstance(value, (np.generic,)):
         value = value.item()
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
         return repr(value)[:64]
+    if isinstance(value, str):
+        whole = _INTEGRAL_TEXT.fullmatch(value)
+        return str(int(whole.group(1))) if whole else value[:64]
     return str(value)[:64]
 
 
@@ -171,56 +184,6 @@ def regression_metrics(y_true: Sequence, y_pred: Sequence) -> dict:
                       "y_pred": [_num(v) for v in p[::step]],
                       "residual": [_num(v) for v in residuals[::step]]},
     }
-
-
-def evaluate_model(model: Any, task: str, X: np.ndarray, y: Sequence) -> dict:
-    """Score a fitted estimator on evaluation data (at registration)."""
-    y_pred = model.predict(X)
-    if task == "regression":
-        return regression_metrics(y, y_pred)
-    score = None
-    classes = list(getattr(model, "classes_", [])) or None
-    if hasattr(model, "predict_proba") and classes is not None:
-        try:
-            score = model.predict_proba(X)
-        except Exception as exc:  # noqa: BLE001 - some estimators refuse
-            logger.info("predict_proba failed: %s", exc)
-    return classification_metrics(y, y_pred, score, classes)
-
-
-def _final_estimator(model: Any) -> Any:
-    steps = getattr(model, "steps", None)
-    return steps[-1][1] if steps else model
-
-
-def feature_importance(model: Any, X: np.ndarray | None, y: Sequence | None,
-                       feature_names: list[str]) -> tuple[list[dict] | None, str | None]:
-    """(importance rows sorted high to low, method). The model's own
-    `feature_importances_` or `coef_` when it has one, else permutation
-    importance on (a bounded sample of) the evaluation data."""
-    est = _final_estimator(model)
-    values, std, method = None, None, None
-    raw = getattr(est, "feature_importances_", None)
-    if raw is not None and len(raw) == len(feature_names):
-        values, method = np.asarray(raw, dtype=float), "feature_importances_"
-    elif getattr(est, "coef_", None) is not None:
-        coef = np.atleast_2d(np.asarray(est.coef_, dtype=float))
-        if coef.shape[1] == len(feature_names):
-            values, method = np.abs(coef).mean(axis=0), "coef_ (mean |coefficient|)"
-    if values is None and X is not None and y is not None and len(X):
-        from sklearn.inspection import permutation_importance
-        n = min(len(X), PERMUTATION_ROWS)
-        result = permutation_importance(model, X[:n], np.asarray(y)[:n],
-                                        n_repeats=PERMUTATION_REPEATS, random_state=0)
-        values, std = result.importances_mean, result.importances_std
-        method = f"permutation ({PERMUTATION_REPEATS} repeats, {n} rows)"
-    if values is None:
-        return None, None
-    rows = [{"feature": name, "importance": _num(values[i]),
-             "std": _num(std[i]) if std is not None else None}
-            for i, name in enumerate(feature_names)]
-    rows.sort(key=lambda r: -(r["importance"] or 0.0))
-    return rows, method
 
 
 # ------------------------------------------------------------------- drift
@@ -424,7 +387,7 @@ def predictions(store: Store, name: str, version: str | None = None,
                "latency_ms_p95": _num(np.percentile(g["lat"], 95)) if g["lat"] else None}
               for (ts, ver), g in sorted(series.items())]
     if task == "classification":
-        counts = Counter(r[2] for r in rows)
+        counts = Counter(label_text(r[2]) for r in rows)
         distribution = {"kind": "classes", "labels": sorted(counts),
                         "counts": [counts[k] for k in sorted(counts)]}
     else:

@@ -1,10 +1,11 @@
 """Profiling sessions: start and stop them, read and export their results.
 
 Plain Python over the store (the REST API and the Profiler page call the
-same functions). Start/stop only write `ops_profile_session`; the monitored
-processes do the sampling (dashapp.instrument.profiler) and each writes its
-part; here the parts are merged into one call tree, hotspot table and
-memory report.
+same functions). Start/stop only write `ops_profile_session`; the agents of
+the monitored processes learn of it from the answers to their batches
+(dashapp.ingest.profiler), do the sampling (ops_agent.profiler) and send
+their parts back; here the parts are merged into one call tree, hotspot
+table and memory report.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import delete, select, update
 
-from dashapp.instrument.profiler import ACTIVE, complete_if_ready
+from dashapp.ingest.profiler import ACTIVE, complete_if_ready
 from dashapp.store.models import ProfilePart, ProfileSession, as_utc
 
 logger = logging.getLogger(__name__)
@@ -61,8 +62,9 @@ def _iso(value: datetime | None) -> str | None:
 
 def start_session(store, *, actor: str, duration: float | None = None,
                   endpoint: str | None = None, interval: float | None = None,
-                  memory: bool = True) -> dict:
-    """Ask the monitored processes to profile. One session at a time."""
+                  memory: bool = True, app: str | None = None) -> dict:
+    """Ask the monitored processes of `app` (omitted or empty: of every
+    application) to profile. One session at a time."""
     interval = DEFAULT_INTERVAL if interval is None else float(interval)
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise ValueError(f"interval: must be {MIN_INTERVAL} to {MAX_INTERVAL} seconds")
@@ -71,6 +73,9 @@ def start_session(store, *, actor: str, duration: float | None = None,
     endpoint = (endpoint or "").strip() or None
     if endpoint is not None and len(endpoint) > 255:
         raise ValueError("endpoint: at most 255 characters")
+    app = (app or "").strip()
+    if len(app) > 64:
+        raise ValueError("app: at most 64 characters")
     with store.engine.begin() as conn:
         _settle(conn)
         busy = conn.scalar(select(ProfileSession.id).where(
@@ -80,7 +85,7 @@ def start_session(store, *, actor: str, duration: float | None = None,
         result = conn.execute(ProfileSession.__table__.insert().values(
             status="requested", requested_by=actor[:64], created_at=utcnow(),
             duration_s=float(duration) if duration is not None else None,
-            interval_s=interval, endpoint=endpoint, memory=bool(memory)))
+            interval_s=interval, endpoint=endpoint, memory=bool(memory), app=app))
         session_id = result.inserted_primary_key[0]
     return session_summary(store, session_id)
 
@@ -137,7 +142,7 @@ def _settle(conn) -> None:
                 ProfileSession.id == session_id, ProfileSession.status == "stopping").values(
                 status="failed", ended_at=now,
                 error="No monitored process took part: is the app running with "
-                      "dashapp.monitor() on this store?"))
+                      "the agent (ops_agent.monitor) and reaching this console?"))
         elif parts is not None and now - stop_at >= PART_GRACE:
             conn.execute(update(ProfilePart).where(
                 ProfilePart.session_id == session_id, ProfilePart.status == "running").values(
@@ -186,7 +191,8 @@ def _session_dict(row: ProfileSession, parts: list[ProfilePart]) -> dict:
     requests = sum(p.requests for p in parts)
     overhead = sum(p.overhead_seconds for p in parts)
     return {
-        "id": row.id, "status": row.status, "requested_by": row.requested_by,
+        "id": row.id, "status": row.status, "app": row.app or "",
+        "requested_by": row.requested_by,
         "stopped_by": row.stopped_by, "created_at": _iso(row.created_at),
         "started_at": _iso(started), "ended_at": _iso(ended),
         "duration_requested": row.duration_s, "elapsed_seconds": elapsed,
@@ -495,7 +501,8 @@ def trim_tree(tree: dict, max_nodes: int = TREE_NODES_SHOWN) -> dict:
     return out
 
 
-__all__ = ["ProfilerError", "SessionBusy", "SessionNotFound", "NotFinished", "cpu",
+__all__ = ["ACTIVE", "OPEN", "ProfilerError", "SessionBusy", "SessionNotFound", "NotFinished",
+           "complete_if_ready", "cpu",
            "current_session", "delete_session", "export", "hotspots", "list_sessions",
            "memory", "merge_trees", "results", "session_summary", "settle", "speedscope",
            "start_session", "stop_session", "trim_tree"]

@@ -79,7 +79,8 @@ def _iso(value: datetime | None) -> str | None:
 def _row(q: QueryLog) -> dict[str, Any]:
     return {"id": q.id, "time": _iso(q.time), "fingerprint": q.fingerprint, "sql": q.sql,
             "duration_ms": round(q.duration_ms, 3), "rows": q.rows,
-            "request_id": q.request_id, "endpoint": q.endpoint, "process": q.process}
+            "request_id": q.request_id, "endpoint": q.endpoint, "process": q.process,
+            "error_type": q.error_type}
 
 
 def recent(store: Store, limit: int = 100, minutes: float = 60) -> list[dict[str, Any]]:
@@ -112,7 +113,8 @@ def stats(store: Store, minutes: float = 60) -> list[dict[str, Any]]:
     figures = [QueryLog.fingerprint, func.count().label("calls"),
                func.sum(QueryLog.duration_ms), func.max(QueryLog.duration_ms),
                func.sum(QueryLog.rows), func.max(QueryLog.id),
-               func.count(func.distinct(QueryLog.endpoint))]
+               func.count(func.distinct(QueryLog.endpoint)),
+               func.count(QueryLog.error_type)]
     if postgres:  # the database computes p95 (linear, like numpy): no rows cross the wire
         figures.append(func.percentile_cont(0.95).within_group(QueryLog.duration_ms))
     with store.session() as sess:
@@ -130,7 +132,7 @@ def stats(store: Store, minutes: float = 60) -> list[dict[str, Any]]:
     for fp, ms in durations:
         per_fp.setdefault(fp, []).append(ms)
     out = []
-    for fp, calls, total, max_ms, rows, last_id, endpoints, *pg_p95 in agg:
+    for fp, calls, total, max_ms, rows, last_id, endpoints, errors, *pg_p95 in agg:
         p95 = float(pg_p95[0] or 0.0) if postgres else \
             float(np.percentile(np.asarray(per_fp.get(fp) or [0.0], dtype=float), 95))
         out.append({"fingerprint": fp, "sql": sqls.get(last_id, ""), "calls": int(calls),
@@ -139,7 +141,8 @@ def stats(store: Store, minutes: float = 60) -> list[dict[str, Any]]:
                     "p95_ms": round(p95, 3),
                     "max_ms": round(float(max_ms or 0.0), 3),
                     "rows": int(rows) if rows is not None else None,
-                    "last_id": int(last_id), "endpoints": int(endpoints)})
+                    "last_id": int(last_id), "endpoints": int(endpoints),
+                    "errors": int(errors or 0)})
     out.sort(key=lambda r: r["total_ms"], reverse=True)
     return out
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 import redis as redis_lib
+from ops_agent.cache import keys as cache_keys
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from dashapp.cache import keys as cache_keys
 from dashapp.store import Store
 from dashapp.store.models import RedisSample, as_utc
 

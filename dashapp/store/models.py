@@ -108,7 +108,36 @@ class AuditEvent(Base):
 BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
-class RequestLog(Base):
+class AppRelease:
+    """Which application, and which release of it, a row came from: every
+    batch an agent sends names both (ops_agent.protocol), and every row made
+    from it keeps them. '' where a row came from an agent that did not say."""
+    app: Mapped[str] = mapped_column(String(64), nullable=False, default="",
+                                     server_default="")
+    release: Mapped[str] = mapped_column(String(64), nullable=False, default="",
+                                         server_default="")
+
+
+class IngestKey(Base):
+    """An application's ingest key: only its SHA-256 is stored, the key is
+    shown once. It can send batches for its application and receive that
+    application's commands, nothing else."""
+    __tablename__ = "ops_ingest_key"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    note: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_by: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class RequestLog(AppRelease, Base):
     """One HTTP request of a monitored application."""
     __tablename__ = "ops_request"
     __table_args__ = (
@@ -129,7 +158,7 @@ class RequestLog(Base):
     process: Mapped[str] = mapped_column(String(96), nullable=False)
 
 
-class QueryLog(Base):
+class QueryLog(AppRelease, Base):
     """One SQL statement a monitored application ran, parameters redacted."""
     __tablename__ = "ops_query"
     __table_args__ = (
@@ -147,9 +176,11 @@ class QueryLog(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     endpoint: Mapped[str | None] = mapped_column(String(255))
     process: Mapped[str] = mapped_column(String(96), nullable=False)
+    # The exception's class name when the statement raised, else None.
+    error_type: Mapped[str | None] = mapped_column(String(100))
 
 
-class MonitorProcess(Base):
+class MonitorProcess(AppRelease, Base):
     """A process running monitor(): what it recorded and what it dropped."""
     __tablename__ = "ops_monitor_process"
 
@@ -163,7 +194,7 @@ class MonitorProcess(Base):
     dropped: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
-class IngestBatch(Base):
+class IngestBatch(AppRelease, Base):
     """One flush of a monitored process, packed: the host writes a single row
     per flush (cheap for the host) and the console expands it into
     `ops_request` / `ops_query` rows (dashapp.services.ingest)."""
@@ -257,17 +288,20 @@ class RedisSample(Base):
 # ----- background jobs (issue 5) ---------------------------------------------
 # (jobs models go here; migration 0007)
 
-class BackgroundJob(Base):
-    """One run of a host's scheduled job (dashapp.instrument.jobs), from
-    `pending` through `running` to `succeeded`/`failed`/`cancelled`/`missed`;
-    the status changes in place. `time` is the run's latest event (scheduled,
-    started or finished), what lists sort and retention purge by. `args` are
-    redacted: never used to run anything (a retry uses the host's real ones)."""
+class BackgroundJob(AppRelease, Base):
+    """One run of a host's scheduled job (ops_agent.apscheduler, applied by
+    dashapp.ingest.jobs), from `pending` through `running` to
+    `succeeded`/`failed`/`cancelled`/`missed`; the status changes in place.
+    `time` is the run's latest event (scheduled, started or finished), what
+    lists sort and retention purge by. `args` are redacted: never used to run
+    anything (a retry uses the host's real ones). `agent_run` is the id the
+    agent gave the run (it cannot know ours): its events and commands name it."""
     __tablename__ = "ops_job_run"
     __table_args__ = (
         Index("ix_job_run_status_time", "status", "time"),
         Index("ix_job_run_job_time", "job_id", "time"),
         Index("ix_job_run_time", "time"),
+        Index("ix_job_run_agent_run", "agent_run"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -292,9 +326,10 @@ class BackgroundJob(Base):
     progress: Mapped[float | None] = mapped_column(Float)
     progress_message: Mapped[str | None] = mapped_column(String(255))
     note: Mapped[str | None] = mapped_column(String(500))
+    agent_run: Mapped[str | None] = mapped_column(String(32))
 
 
-class JobSchedule(Base):
+class JobSchedule(AppRelease, Base):
     """What one host process's scheduler holds: one row per job, published
     by the host every few seconds and on change (`updated_at` is its
     heartbeat; rows of a process that stopped publishing are ignored).
@@ -318,7 +353,7 @@ class JobSchedule(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
 
 
-class JobCommand(Base):
+class JobCommand(AppRelease, Base):
     """A console -> host request (retry, cancel, pause, resume, run_now).
     A host claims it atomically (`claimed_at IS NULL`), carries it out on its
     live scheduler and writes the outcome; `process` set: only that host."""
@@ -469,7 +504,7 @@ class ConfigAudit(Base):
 # ----- ML models (issue 6) ---------------------------------------------------
 # (ML models go here; migration 0010)
 
-class MlModelVersion(Base):
+class MlModelVersion(AppRelease, Base):
     """One version of a model the host registered (`monitor.ml.register`):
     its task, features, classes, a bounded sample of its evaluation inputs
     (the drift reference) and its feature importance, computed once."""
@@ -488,6 +523,8 @@ class MlModelVersion(Base):
     importance: Mapped[list | None] = mapped_column(JSON)
     importance_method: Mapped[str | None] = mapped_column(String(64))
     process: Mapped[str] = mapped_column(String(96), nullable=False, default="")
+    # The estimator's get_params() as the agent shipped it (bounded).
+    params: Mapped[dict | None] = mapped_column(JSON)
 
 
 class MlEvaluation(Base):
@@ -504,7 +541,7 @@ class MlEvaluation(Base):
     metrics: Mapped[dict] = mapped_column(JSON, nullable=False)
 
 
-class MlPrediction(Base):
+class MlPrediction(AppRelease, Base):
     """One live prediction: inputs (at most ML_MAX_FEATURES values), the
     prediction, the label once known, latency. Purged with the raw retention."""
     __tablename__ = "ops_ml_prediction"
@@ -528,7 +565,7 @@ class MlPrediction(Base):
 # ----- logs (issue 6) --------------------------------------------------------
 # (log models go here; migration 0011)
 
-class LogRecord(Base):
+class LogRecord(AppRelease, Base):
     """One record of the host's `logging` captured by monitor() (source
     "captured" on the Logs page); message bounded, secrets redacted."""
     __tablename__ = "ops_log_record"
@@ -552,7 +589,7 @@ class LogRecord(Base):
 # ----- profiler (issue 6) ----------------------------------------------------
 # (profiler models go here; migration 0012)
 
-class ProfileSession(Base):
+class ProfileSession(AppRelease, Base):
     """A profiling session: a console -> host command and its outcome.
 
     status: requested (waiting for a monitored process to pick it up),
@@ -577,7 +614,7 @@ class ProfileSession(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class ProfilePart(Base):
+class ProfilePart(AppRelease, Base):
     """One process's contribution to a session: its merged call tree,
     memory statistics and counters (status running while it profiles)."""
     __tablename__ = "ops_profile_part"

@@ -12,9 +12,13 @@ import pytest
 from dashapp.security.roles import ROLES, access_of, role_allows
 from tests.helpers import token_for
 
-PUBLIC_API = {"api_health.health", "api_auth.create_token"}
+# POST /api/ingest is public at the sign-in guard: its own ingest key
+# authorises it (tests/api/test_ingest_keys.py).
+PUBLIC_API = {"api_health.health", "api_auth.create_token", "api_ingest.ingest"}
 # Routes whose role is part of the contract: a change must be deliberate.
-EXPECTED = {"api_audit.list_events": "admin", "api_overview.get_overview": "viewer"}
+EXPECTED = {"api_audit.list_events": "admin", "api_overview.get_overview": "viewer",
+            "api_ingest.create_key": "admin", "api_ingest.revoke_key": "admin",
+            "api_ingest.list_keys": "admin"}
 
 
 def api_routes(app):

@@ -84,6 +84,14 @@ def test_depth_measure():
     assert json_too_deep(b"[1," * 200 + b"1" + b"]" * 200)
 
 
+def test_compressed_bodies_are_not_scanned_as_json_text(client):
+    """An agent's gzip batch is bytes, not JSON text: brackets in them are
+    not nesting (they refused good batches); /api/ingest decodes it itself."""
+    resp = client.post("/api/ingest", data=b"[" * 500, headers={
+        "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert_error_shape(resp, 401, "invalid_ingest_key")
+
+
 def test_ordinary_json_still_works_everywhere(app, client):
     resp = client.post("/api/auth/token", json={"username": "admin", "password": ADMIN_PASSWORD,
                                                 "name": "[[[[{{{{"})

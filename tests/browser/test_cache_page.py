@@ -9,8 +9,8 @@ import time
 
 import pytest
 import redis as redis_lib
+from ops_agent.cache import keys as layout
 
-from dashapp.cache import keys as layout
 from tests.browser.conftest import running_console, sign_in_page, wait_js
 from tests.conftest import PrivateRedis
 

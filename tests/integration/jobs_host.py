@@ -2,7 +2,7 @@
 scheduler instrumented with `monitor(app, scheduler=...)` against the store
 in OPS_DATABASE_URL, exactly as a worker process of a user's app would be.
 
-Jobs: `host_slow` (runs ~30 s, reports progress, stops when cancelled),
+Jobs: `host_slow` (runs ~60 s, reports progress, stops when cancelled),
 `host_flaky` (its first call fails; later calls say in their progress
 message whether they got the real `token`, which the store only has
 redacted), `host_report` (succeeds). Prints READY when started
@@ -47,7 +47,7 @@ def running_host(store_url: str, instance_dir):
             proc.kill()
 
 
-def host_slow(steps: int = 300):
+def host_slow(steps: int = 600):
     for i in range(steps):
         if cancelled():
             raise JobCancelled(f"stopped at step {i}")

@@ -301,8 +301,8 @@ def test_backup_age_fires_without_any_backup_and_resolves_after_one(ops, setting
 
 
 def test_cache_hit_rate_of_a_namespace(ops):
-    from dashapp import cache
-    from dashapp.cache import cached
+    from ops_agent import cache
+    from ops_agent.cache import cached
 
     cache.reset()
     cache.configure(client=ops.redis.client, prefix=ops.settings.cache_prefix)

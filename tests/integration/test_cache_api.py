@@ -24,9 +24,9 @@ import redis as redis_lib
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from flask import g
+from ops_agent.cache import keys as layout
 
 from dashapp import create_app
-from dashapp.cache import keys as layout
 from dashapp.security.auth import Principal
 from dashapp.services import cache as svc
 from dashapp.services import redis_collector

@@ -17,8 +17,8 @@ import redis as redis_lib
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dashapp import cache
-from dashapp.cache import cached, invalidate, keys, register_warmer, warm
+from ops_agent import cache
+from ops_agent.cache import cached, invalidate, keys, register_warmer, warm
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "t"
@@ -233,7 +233,7 @@ def test_redis_outage_runs_the_function_and_recovers(private_redis, caplog):
         private_redis.stop()
 
         database[1] = 20
-        with caplog.at_level(logging.WARNING, logger="dashapp.cache"):
+        with caplog.at_level(logging.WARNING, logger="ops_agent.cache"):
             during = []
             for _ in range(6):
                 during.append(price(1))
@@ -288,7 +288,7 @@ def test_a_dead_redis_never_raises_into_invalidate_warm_or_ping(private_redis):
 # ----- several processes ------------------------------------------------------------
 COUNT_CHILD = """
 import json, sys, redis
-from dashapp import cache
+from ops_agent import cache
 cache.configure(client=redis.Redis.from_url(sys.argv[1]), prefix=sys.argv[2])
 
 @cache.cached("shared", ttl=600)
@@ -420,7 +420,7 @@ def test_the_worker_claims_its_requests_and_leaves_the_rest(toolkit):
 
 WARM_CHILD = """
 import json, sys, time, redis
-from dashapp import cache
+from ops_agent import cache
 url, prefix, every = sys.argv[1], sys.argv[2], sys.argv[3]
 client = redis.Redis.from_url(url)
 cache.configure(client=client, prefix=prefix)
@@ -504,7 +504,7 @@ def test_racing_pollers_claim_each_request_once(toolkit):
     would): LREM decides, so every request is claimed by exactly one."""
     import threading
 
-    from dashapp.cache import warming
+    from ops_agent.cache import warming
 
     @cached("racy", ttl=600)
     def racy(n):

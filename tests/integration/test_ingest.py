@@ -77,3 +77,25 @@ def test_a_batch_from_the_previous_release_still_expands(store_url):
         assert ingest.pending(store) == 0
     finally:
         store.close()
+
+
+def test_a_batch_the_store_refuses_is_dropped_and_the_others_expand(store_url):
+    """A value the driver cannot write (a lone surrogate: valid JSON, not
+    UTF-8) fails its whole round; that batch is found and dropped, the
+    batches around it are stored, and nothing stays pending."""
+    store = Store(store_url)
+    store.upgrade()
+    now = time.time()
+    good = [_batch(i, n=5) for i in range(4)]
+    bad = {"created_at": utcnow(), "process": "bad:1", "events": 1,
+           "payload": ingest.pack([now, "/a\ud800", "GET", 200, 1.0, "bad-1", None, None], [])}
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(insert(IngestBatch), good[:2] + [bad] + good[2:])
+        assert ingest.ingest(store) == 4 * 10
+        with store.engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(RequestLog)) == 20
+            assert conn.scalar(select(func.count()).where(RequestLog.process == "bad:1")) == 0
+        assert ingest.pending(store) == 0
+    finally:
+        store.close()

@@ -123,7 +123,7 @@ def test_succeeding_and_failing_runs_are_recorded(host, client, admin, viewer):
     assert set(by_id) == {"report", "import"}
     assert by_id["report"]["trigger"] == "interval[1:00:00]"
     assert by_id["report"]["run_id"] is not None and by_id["report"]["paused"] is False
-    assert by_id["report"]["process"] == mon.process
+    assert by_id["report"]["process"] == mon.shipper.process
 
 
 def test_retry_runs_again_with_the_real_arguments(host, client, admin, operator, viewer):
@@ -192,8 +192,9 @@ def test_cancel_a_running_job_cooperatively(host, client, operator, viewer, admi
     running = wait_until(lambda: (lambda r: r if r and (r["progress"] or 0) > 0 else None)(
         run_with(client, viewer, "index", "running", "active")))
     assert 0 < running["progress"] < 1 and "items" in running["progress_message"]
-    mon.flush()
-    assert running["process_alive"] is True
+    mon.flush()  # the process's heartbeat lands after its batch's runs: read again
+    assert client.get(f"/api/jobs/{running['id']}", headers=viewer).get_json()[
+        "process_alive"] is True
 
     resp = client.post(f"/api/jobs/{running['id']}/cancel", headers=operator)
     assert resp.status_code == 200 and resp.get_json()["outcome"] == "ok", resp.get_json()
@@ -364,7 +365,7 @@ def test_a_host_in_another_process_is_seen_and_reached(settings, client, viewer,
             if j["job_id"] == "host_report"])
         assert pending[0]["process"] == slow["process"]
 
-        # Retry reaches the other process through the store: it runs the job
+        # Retry reaches the other process in its ingest answer: it runs the job
         # again there with the real token (the store only has "***").
         resp = client.post(f"/api/jobs/{failed['id']}/retry", headers=operator)
         assert resp.status_code == 200 and resp.get_json()["outcome"] == "ok", resp.get_json()
@@ -386,16 +387,107 @@ def test_a_host_in_another_process_is_seen_and_reached(settings, client, viewer,
     assert resp.status_code == 409
 
 
-def test_a_store_outage_never_reaches_the_job(host):
-    """The host's job runs and returns normally while the store is down."""
+def test_job_events_survive_a_console_outage(host, client, viewer):
+    """While the console's store is down the host's job runs and returns
+    normally, and what the agent recorded of it is kept: once the store is
+    back, the run arrives complete."""
+    from apscheduler.events import EVENT_JOB_EXECUTED
     from dashapp.store import Store
     scheduler, mon = host()
-    mon.jobs.store = Store("postgresql+psycopg://nobody@127.0.0.1:1/gone")  # refused
+    sink = mon.shipper.sink  # the DirectSink: accept() into the console's store
+    real, broken = sink.store, Store("postgresql+psycopg://nobody@127.0.0.1:1/gone")
+    sink.store = broken  # refused: every batch fails
+    executed = threading.Event()
+    scheduler.add_listener(lambda event: executed.set(), EVENT_JOB_EXECUTED)
     results = []
-    scheduler.add_job(lambda: results.append(report_progress(0.5) and not cancelled()),
-                      "interval", hours=1, id="steady", next_run_time=soon())
+
+    def steady(day="monday", password="pa55-word"):
+        results.append(report_progress(0.5, "halfway") and not cancelled())
+        return day
+
+    try:
+        scheduler.add_job(steady, "interval", hours=1, id="steady", name="Steady",
+                          next_run_time=soon())
+        scheduler.start()
+        assert executed.wait(10)
+        assert results == [True]
+        assert mon.flush() is False and mon.shipper.in_outage
+        assert runs_of(client, viewer, "steady", "completed") == []
+    finally:
+        sink.store = real
+        broken.close()
+    assert mon.flush() is True and not mon.shipper.in_outage
+    done = run_with(client, viewer, "steady", "succeeded", "completed")
+    assert done is not None and done["name"] == "Steady" and done["progress"] == 1.0
+    assert done["started_at"] and done["finished_at"] and done["duration_ms"] is not None
+    detail = client.get(f"/api/jobs/{done['id']}", headers=viewer).get_json()
+    assert detail["args"] == {"args": [], "kwargs": {}}
+    assert mon.shipper.channels["jobs"].dropped == 0
+    # Retried batches are applied once: one run, and the next one pending.
+    assert [r["status"] for r in runs_of(client, viewer, "steady", "completed")] == \
+        ["succeeded"]
+    pending = client.get("/api/jobs/pending", headers=viewer).get_json()["jobs"]
+    assert [j["run_id"] is not None for j in pending if j["job_id"] == "steady"] == [True]
+
+
+def test_a_command_reaches_the_host_and_its_outcome_comes_back(host, app):
+    """A command the console creates is in the answer to the host's next
+    batch (the agent sends one a second), is carried out on the live
+    scheduler, and its outcome is written back; a command for another
+    application is never handed to this host."""
+    from apscheduler.events import EVENT_JOB_MODIFIED
+    from sqlalchemy import insert, select
+    from dashapp.services import jobs as svc
+    from dashapp.store.models import JobCommand
+    store = app.extensions["ops"].store
+    scheduler, mon = host()
+    scheduler.add_job(lambda: None, "interval", hours=1, id="nightly", name="Nightly",
+                      next_run_time=soon(3600))
     scheduler.start()
-    wait_until(lambda: results)
-    assert results == [True]
-    mon.jobs.flush()
-    assert mon.jobs.dropped >= 1
+    mon.flush()
+    with store.engine.begin() as conn:
+        other = conn.execute(insert(JobCommand).values(
+            action="pause", job_id="nightly", app="another-app", requested_by="x",
+            created_at=datetime.now(timezone.utc))).inserted_primary_key[0]
+    paused_at = []
+    scheduler.add_listener(lambda event: paused_at.append(time.monotonic())
+                           if scheduler.get_job("nightly").next_run_time is None else None,
+                           EVENT_JOB_MODIFIED)
+    began = time.monotonic()
+    result = svc.perform(store, "pause", actor="otto", job_id="nightly", wait=5)
+    answered = time.monotonic() - began
+    assert result["status"] == "done" and result["outcome"] == "ok", result
+    assert result["message"].startswith("Paused")
+    assert paused_at and paused_at[0] - began < 2.0, "the command reached the host late"
+    assert answered < 3.5
+    assert scheduler.get_job("nightly").next_run_time is None
+    [command] = result["commands"]
+    assert command["claimed_by"] == mon.shipper.process and command["status"] == "done"
+    mon.flush()
+    with store.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(JobCommand))}
+    assert rows[command["id"]].app == "host"
+    assert rows[other].claimed_at is None and rows[other].outcome is None
+
+
+def test_jobs_in_a_persistent_store_are_recorded_from_events(host, client, viewer, tmp_path):
+    """A job in a SQLAlchemyJobStore is not wrapped (the store pickles a
+    reference to its function): its runs come from the scheduler's events."""
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    scheduler, mon = host()
+    scheduler.add_jobstore(SQLAlchemyJobStore(url=f"sqlite:///{tmp_path / 'jobs.db'}"))
+    scheduler.add_job("tests.integration.jobs_host:host_report", "interval", hours=1,
+                      id="stored", name="Stored job", next_run_time=soon(),
+                      replace_existing=True)
+    scheduler.start()
+    done = wait_until(lambda: run_with(client, viewer, "stored", "succeeded", "completed"))
+    assert done["finished_at"] and done["scheduled_at"] is not None
+    assert done["process"] == mon.shipper.process
+    mon.flush()
+    # One run: its submission event may come after its end (a quick job),
+    # and is not taken for a second run.
+    assert sorted(r["status"] for r in runs_of(client, viewer, "stored")) == \
+        ["pending", "succeeded"]  # the run, and the next one
+    job = next(j for j in client.get("/api/jobs/pending", headers=viewer).get_json()["jobs"]
+               if j["job_id"] == "stored")
+    assert job["wrapped"] is False and job["run_id"] is not None

@@ -395,7 +395,7 @@ def test_captured_host_records_are_listed_with_their_request_id(settings, client
                            headers=auth).get_json()
     assert stats["totals"]["WARNING"] == 2 and stats["totals"]["INFO"] == 1
     # after close() the handler is gone from the host's logging
-    from dashapp.instrument.logs import CaptureHandler
+    from ops_agent.logging import CaptureHandler
     assert not [h for h in logging.getLogger().handlers if isinstance(h, CaptureHandler)]
 
 

@@ -218,58 +218,71 @@ def test_api_errors_are_readable(mon, client, viewer):
 
 
 def test_host_mistakes_never_raise(mon):
-    mon.ml.register("x", object(), version="1", task="clustering")  # logged, ignored
-    assert mon.ml.record("unregistered", [[1.0]], [0]) != []
-    mon.ml.record("x", object(), None)  # nonsense input: dropped on the thread
+    mon.ml.register("x", object(), version="1", task="clustering")  # refused, logged
+    assert mon.ml.record("unregistered", [[1.0]], [0]) == []  # refused: unknown model
+    assert mon.ml.record("x", object(), None) == []  # "x" was refused: unknown too
     mon.ml.register("ok", LogisticRegression().fit([[0.0], [1.0]], [0, 1]), version="1",
                     task="classification")
-    mon.ml.record("ok", [[0.0], [1.0]], [0])  # one prediction for two rows
-    mon.ml.record("ok", [[0.0], [1.0]], [0, 1])
-    mon.ml.label("no-such-id", 1)
+    assert mon.ml.record("ok", [[0.0], [1.0]], [0]) == []  # one prediction for two rows
+    assert mon.ml.record("ok", "not rows", [0, 1]) == []
+    assert len(mon.ml.record("ok", [[0.0], [1.0]], [0, 1])) == 2
+    mon.ml.label("no-such-id", 1)  # nothing to label: harmless
     mon.flush()
-    assert mon.ml.stats()["dropped"] >= 3
-    assert mon.ml.stats()["recorded"] == 2
+    stats = mon.ml.stats()
+    assert stats["refused"] == {"bad_input": 4, "unknown_model": 2, "buffer_full": 0}
+    assert stats["dropped"] == 6 and stats["recorded"] == 2
     assert [r["name"] for r in svc.list_models(mon.store)] == ["ok"]
+    assert svc.predictions(mon.store, "ok")["total"] == 2
 
 
 def test_recording_survives_a_store_outage(settings, tmp_path):
-    from tests.integration.test_monitor import outage_controls
+    from sqlalchemy import select
+
     from dashapp.store import Store
+    from dashapp.store.models import MlPrediction
+    from tests.integration.test_monitor import outage_controls
     model, X_ev, y_ev = binary_model()
     with outage_controls(settings.store_url, tmp_path) as (url, cut, restore):
         s = settings.model_copy(update={"database_url": url})
         Store(s.store_url).upgrade()
         m = monitor(Flask("host"), settings=s)
+        predictions = m.shipper.channel("ml_predictions")
         try:
             m.ml.register("churn", model, version="1.0", task="classification")
             m.ml.record("churn", X_ev[:5], model.predict(X_ev[:5]))
-            m.flush()
-            assert m.ml.stats()["recorded"] == 5
+            assert m.flush()
+            assert svc.predictions(m.store, "churn")["total"] == 5
             cut()
-            m.ml.buffer_size = 50
-            for i in range(100):  # more than the buffer holds; none raises
-                m.ml.record("churn", X_ev[i:i + 1], model.predict(X_ev[i:i + 1]))
+            predictions.limit = 50
+            for i in range(200):  # more than the buffer holds; none raises
+                m.ml.record("churn", X_ev[i % 100:i % 100 + 1],
+                            model.predict(X_ev[i % 100:i % 100 + 1]))
+                assert len(predictions.items) <= 50
             m.ml.register("churn", model, version="1.1", task="classification",
                           X_eval=X_ev, y_eval=y_ev)
-            time.sleep(1.5)
-            assert m.ml.stats()["dropped"] > 0
-            assert len(m.ml.buffer) <= 50
+            assert not m.flush()  # the console's store is down: not accepted
+            # (the shipper's thread may have emptied the buffer once meanwhile)
+            assert m.ml.stats()["refused"]["buffer_full"] >= 50
             restore()
-            m.ml.record("churn", X_ev[:3], model.predict(X_ev[:3]))
+            ids = m.ml.record("churn", X_ev[:3], model.predict(X_ev[:3]))
+            assert len(ids) == 3
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                m.flush()
-                if m.ml.stats()["pending_registrations"] == 0 and \
-                        m.ml.stats()["recorded"] >= 8:
+                if m.flush() and m.ml.stats()["pending_registrations"] == 0:
                     break
                 time.sleep(0.2)
             # Recording resumed, and the registration made during the outage
             # was retried rather than lost.
-            assert m.ml.stats()["recorded"] >= 8
+            assert m.ml.stats()["pending_registrations"] == 0
+            with m.store.engine.connect() as conn:
+                stored = set(conn.scalars(select(MlPrediction.pid)))
+            assert set(ids) <= stored
         finally:
             m.close()
-    listing = svc.list_models(Store(settings.store_url))
+    store = Store(settings.store_url)
+    listing = svc.list_models(store)
     assert listing[0]["versions"] == ["1.0", "1.1"]
+    assert svc.model_metrics(store, "churn", "1.1")["metrics"]["n"] == len(y_ev)
 
 
 def test_old_predictions_go_with_raw_retention(mon):
@@ -296,3 +309,93 @@ def test_small_samples_of_one_distribution_are_not_flagged():
     shifted = live + 1.5
     assert all(r["drifted"] for r in svc.drift_table(reference, shifted,
                                                       [f"f{i}" for i in range(8)]))
+
+
+def test_int_and_float_labels_are_one_class(mon, client, viewer):
+    """A classifier predicting ints, labelled with floats (and the other way
+    round): 1 and 1.0 are one class, so live metrics score."""
+    assert svc.label_text(1) == svc.label_text(1.0) == svc.label_text(np.float64(1.0)) \
+        == svc.label_text(np.int64(1)) == svc.label_text("1.0") == "1"
+    assert svc.label_text(2.5) == "2.5" and svc.label_text("yes") == "yes"
+    model, X_ev, y_ev = binary_model()
+    mon.ml.register("churn", model, version="1.0", task="classification")
+    pred = model.predict(X_ev[:40])  # numpy ints
+    ids = mon.ml.record("churn", X_ev[:20], pred[:20],
+                        y_true=[float(v) for v in y_ev[:20]])  # floats at once
+    later = mon.ml.record("churn", X_ev[20:40], [float(v) for v in pred[20:40]])
+    for pid, y in zip(later, y_ev[20:40]):
+        mon.ml.label(pid, int(y))  # ints later, for float predictions
+    mon.flush()
+    assert len(ids) == 20
+    live = client.get("/api/ml/model/churn/metrics?source=live",
+                      headers=viewer).get_json()["metrics"]
+    assert live["n"] == 40
+    assert live["accuracy"] == pytest.approx(skm.accuracy_score(y_ev[:40], pred))
+    assert live["confusion_matrix"]["labels"] == ["0", "1"]
+    counts = svc.predictions(mon.store, "churn")["distribution"]
+    assert counts["labels"] == ["0", "1"]  # one class each, not "1" and "1.0"
+
+
+def test_two_versions_recorded_side_by_side(mon):
+    X_tr, X_ev, y_tr, y_ev = split(load_breast_cancer())
+    a = RandomForestClassifier(n_estimators=5, random_state=0).fit(X_tr, y_tr)
+    b = RandomForestClassifier(n_estimators=3, max_depth=2, random_state=1).fit(X_tr, y_tr)
+    mon.ml.register("churn", a, version="1.0", task="classification")
+    mon.ml.register("churn", b, version="2.0", task="classification")
+    old = mon.ml.record("churn", X_ev[:7], a.predict(X_ev[:7]), version="1.0")
+    new = mon.ml.record("churn", X_ev[:11], b.predict(X_ev[:11]))  # the latest: 2.0
+    assert len(old) == 7 and len(new) == 11
+    assert mon.ml.record("churn", X_ev[:2], [0, 1], version="3.0") == []  # not registered
+    for pid, y in zip(old, y_ev[:7]):
+        mon.ml.label(pid, y)
+    mon.flush()
+    assert svc.predictions(mon.store, "churn", version="1.0")["total"] == 7
+    assert svc.predictions(mon.store, "churn", version="2.0")["total"] == 11
+    both = svc.predictions(mon.store, "churn")
+    assert both["total"] == 18 and {v["version"] for v in both["volume"]} == {"1.0", "2.0"}
+    live_old = svc.model_metrics(mon.store, "churn", "1.0", source="live")["metrics"]
+    assert live_old["n"] == 7
+    assert svc.model_metrics(mon.store, "churn", "2.0", source="live")["metrics"] is None
+    assert mon.ml.stats()["refused"]["unknown_model"] == 2  # both predictions counted
+
+
+def test_a_refused_record_is_counted_and_warned_once(mon, caplog):
+    from sqlalchemy import select
+
+    from dashapp.store.models import MonitorProcess
+    model, X_ev, _ = binary_model()
+    mon.ml.register("churn", model, version="1.0", task="classification")
+    caplog.set_level("WARNING", logger="ops_agent")
+    for _ in range(3):
+        assert mon.ml.record("nope", X_ev[:2], [0, 1]) == []
+        assert mon.ml.record("churn", X_ev[:3], [0, 1]) == []  # 3 rows, 2 predictions
+    predictions = mon.shipper.channel("ml_predictions")
+    predictions.limit = 3
+    for _ in range(2):  # 4 rows never fit a buffer of 3
+        assert mon.ml.record("churn", X_ev[:4], model.predict(X_ev[:4])) == []
+    predictions.limit = 1_000
+    assert len(mon.ml.record("churn", X_ev[:4], model.predict(X_ev[:4]))) == 4
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ops_agent"]
+    assert len(warnings) == 3, warnings  # one per cause, not one per call
+    assert sum("unknown model" in w for w in warnings) == 1
+    assert sum("bad input" in w for w in warnings) == 1
+    assert sum("buffer full" in w for w in warnings) == 1
+    stats = mon.ml.stats()
+    assert stats["refused"] == {"bad_input": 6, "unknown_model": 6, "buffer_full": 8}
+    assert mon.flush()
+    # Counted where the console sees it too: the process's dropped events.
+    with mon.store.engine.connect() as conn:
+        dropped = conn.scalar(select(MonitorProcess.dropped).where(
+            MonitorProcess.process == mon.shipper.process))
+    assert dropped == 20
+    assert svc.predictions(mon.store, "churn")["total"] == 4
+
+
+def test_the_agent_imports_neither_numpy_nor_sklearn():
+    """The recorder lives in hosts that may have neither: the model object
+    brings numpy along, the agent never imports it."""
+    import subprocess
+    import sys
+    code = ("import sys, ops_agent.ml; "
+            "assert not {'numpy', 'sklearn'} & set(sys.modules), sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

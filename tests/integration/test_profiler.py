@@ -1,8 +1,11 @@
-"""The profiler end to end: a real host app under dashapp.monitor(), the
-console's API, a real store (SQLite, then PostgreSQL) and real Redis.
+"""The profiler end to end: a real host app under dashapp.monitor() (the
+agent, delivering through the ingest service), the console's API, a real
+store (SQLite, then PostgreSQL) and real Redis.
 
-The host's poller is driven by calling `poll()` (its thread polls every
-second too; both are safe together)."""
+The agent is driven by `exchange()`: a send whose answer carries the
+console's start or stop (handled in that send), then a send that delivers
+the part the agent queued (its shipper thread sends every second too; both
+are safe together)."""
 from __future__ import annotations
 
 import csv
@@ -70,15 +73,22 @@ def _store(app):
     return app.extensions["ops"].store
 
 
+def exchange(*mons) -> None:
+    """Commands to each agent, and what it answered back to the console."""
+    for mon in mons:
+        mon.flush()
+        mon.flush()
+
+
 def _run_session(app, host_app, mon, paths, **start):
     store = _store(app)
     session = svc.start_session(store, actor="otto", **start)
-    mon.profiler.poll()
+    exchange(mon)
     client = host_app.test_client()
     for path in paths:
         assert client.get(path).status_code == 200
     svc.stop_session(store, actor="otto")
-    mon.profiler.poll()
+    exchange(mon)
     return session["id"]
 
 
@@ -93,7 +103,7 @@ def test_slow_function_is_the_top_hotspot_and_allocation_shows_at_its_line(app, 
     assert summary["requests"] == 13
     assert summary["samples"] > 0
     assert summary["overhead_per_request_ms"] is not None
-    assert [p["process"] for p in summary["processes"]] == [mon.process]
+    assert [p["process"] for p in summary["processes"]] == [mon.shipper.process]
 
     spots = svc.cpu(store, session_id)["hotspots"]
     top = spots[0]
@@ -116,16 +126,16 @@ def test_slow_function_is_the_top_hotspot_and_allocation_shows_at_its_line(app, 
 def test_no_session_means_the_unprofiled_request_path(app, host):
     host_app, mon = host
     before = host_app.__dict__["full_dispatch_request"]
-    mon.profiler.poll()
+    exchange(mon)
     assert host_app.__dict__["full_dispatch_request"] is before  # nothing to do: untouched
 
     store = _store(app)
     svc.start_session(store, actor="otto", memory=False)
-    mon.profiler.poll()
+    exchange(mon)
     during = host_app.__dict__["full_dispatch_request"]
     assert during is not before and during.__name__ == "ops_profiled_dispatch"
     svc.stop_session(store, actor="otto")
-    mon.profiler.poll()
+    exchange(mon)
     assert host_app.__dict__["full_dispatch_request"] is before
 
 
@@ -161,13 +171,13 @@ def test_duration_ends_the_session_in_the_host(app, host):
     store = _store(app)
     before = host_app.__dict__["full_dispatch_request"]
     session = svc.start_session(store, actor="otto", duration=2, memory=False)
-    mon.profiler.poll()
+    exchange(mon)
     host_app.test_client().get("/fast")
     deadline = time.monotonic() + 15  # the host ends it ~2 s after it started
     while svc.session_summary(store, session["id"])["status"] != "done":
         assert time.monotonic() < deadline, "the duration never ended the session"
         time.sleep(0.2)
-        mon.profiler.poll()
+        exchange(mon)
     assert host_app.__dict__["full_dispatch_request"] is before
     summary = svc.session_summary(store, session["id"])
     assert summary["requests"] == 1 and summary["elapsed_seconds"] >= 2
@@ -184,19 +194,18 @@ def test_parts_from_two_processes_are_merged(app, host, settings):
         return {"n": deliberately_slow()}
 
     mon2 = monitor(other, settings=settings)
-    mon2.profiler.process = mon.process + "-b"  # a second worker's name
+    mon2.shipper.process = mon.shipper.process + "-b"  # a second worker's name
     try:
         store = _store(app)
         session = svc.start_session(store, actor="otto", memory=False)
-        mon.profiler.poll()
-        mon2.profiler.poll()
+        exchange(mon, mon2)
         host_app.test_client().get("/slow")
         other.test_client().get("/slow")
         other.test_client().get("/slow")
         svc.stop_session(store, actor="otto")
-        mon.profiler.poll()
+        exchange(mon)
         assert svc.session_summary(store, session["id"])["status"] == "stopping"
-        mon2.profiler.poll()
+        exchange(mon2)
         summary = svc.session_summary(store, session["id"])
         assert summary["status"] == "done"
         assert sorted(p["requests"] for p in summary["processes"]) == [1, 2]
@@ -208,6 +217,123 @@ def test_parts_from_two_processes_are_merged(app, host, settings):
             svc.cpu(store, session["id"])["tree"]["total"] * slow_row["self_share"], rel=1e-3)
     finally:
         mon2.close()
+
+
+def _parts(app, session_id):
+    from sqlalchemy import select
+
+    from dashapp.store.models import ProfilePart
+    with _store(app).engine.connect() as conn:
+        return conn.execute(select(ProfilePart.__table__).where(
+            ProfilePart.session_id == session_id)).all()
+
+
+def test_standard_library_sampler_when_pyinstrument_is_missing(app, host, monkeypatch):
+    """The agent depends on nothing: without pyinstrument its own sampler
+    (a thread reading the profiled threads' stacks) makes the same tree."""
+    import ops_agent.profiler as agent_profiler
+    host_app, mon = host
+    monkeypatch.setattr(agent_profiler, "_load_pyinstrument", lambda: None)
+    before = host_app.__dict__["full_dispatch_request"]
+    store = _store(app)
+    session_id = _run_session(app, host_app, mon, ["/slow"] * 3 + ["/fast"], memory=False)
+    summary = svc.session_summary(store, session_id)
+    assert summary["status"] == "done" and summary["requests"] == 4
+    assert summary["samples"] > 0
+    cpu = svc.cpu(store, session_id)
+    top = cpu["hotspots"][0]
+    assert (top["function"], top["file"]) == ("deliberately_slow", __file__)
+    assert top["self_share"] > 0.5
+    assert "ops_profiled_dispatch" not in {c["function"] for c in cpu["tree"]["children"]}
+    (part,) = _parts(app, session_id)
+    assert part.tree["sampler"] == agent_profiler.STDLIB_SAMPLER
+    assert host_app.__dict__["full_dispatch_request"] is before
+    assert not any(t.name == "ops-agent-sampler" for t in __import__("threading").enumerate())
+
+
+def test_a_session_targets_one_application_or_all(app, host, monkeypatch):
+    from datetime import timedelta
+    monkeypatch.setattr(svc, "PICKUP_GRACE", timedelta(0))  # billing's fails at once
+    host_app, mon = host
+    store = _store(app)
+    before = host_app.__dict__["full_dispatch_request"]
+    other = svc.start_session(store, actor="otto", app="billing", memory=False)
+    assert other["app"] == "billing"
+    exchange(mon)
+    assert host_app.__dict__["full_dispatch_request"] is before  # not shop's session
+    assert _parts(app, other["id"]) == []
+    assert svc.stop_session(store, actor="otto")["status"] == "failed"
+
+    mine = svc.start_session(store, actor="otto", app="shop", memory=False)
+    exchange(mon)
+    assert host_app.__dict__["full_dispatch_request"].__name__ == "ops_profiled_dispatch"
+    host_app.test_client().get("/fast")
+    svc.stop_session(store, actor="otto")
+    exchange(mon)
+    (part,) = _parts(app, mine["id"])
+    assert (part.app, part.status, part.requests) == ("shop", "done", 1)
+    assert svc.session_summary(store, mine["id"])["status"] == "done"
+
+
+def test_the_agent_joins_and_ends_on_its_own_shipper_thread(app, host):
+    """No flush: the batch the agent sends each second carries the session."""
+    host_app, mon = host
+    store = _store(app)
+    session = svc.start_session(store, actor="otto", memory=False)
+    started = time.monotonic()
+    while host_app.__dict__["full_dispatch_request"].__name__ != "ops_profiled_dispatch":
+        assert time.monotonic() - started < 2.5, "the session did not reach the agent"
+        time.sleep(0.05)
+    host_app.test_client().get("/fast")
+    svc.stop_session(store, actor="otto")
+    deadline = time.monotonic() + 10
+    while svc.session_summary(store, session["id"])["status"] != "done":
+        assert time.monotonic() < deadline, "the part never came back"
+        time.sleep(0.1)
+    assert svc.session_summary(store, session["id"])["requests"] == 1
+
+
+def test_a_start_that_never_reached_the_agent_fails_its_part(app, host):
+    """The console recorded the join but the answer was lost: at stop the
+    agent says it was not profiling, and the session still ends."""
+    from datetime import datetime, timezone
+
+    from dashapp.store.models import ProfilePart
+    host_app, mon = host
+    store = _store(app)
+    session = svc.start_session(store, actor="otto", memory=False)
+    with store.engine.begin() as conn:
+        conn.execute(ProfilePart.__table__.insert().values(
+            session_id=session["id"], process=mon.shipper.process, status="running",
+            started_at=datetime.now(timezone.utc), app="shop"))
+    exchange(mon)
+    assert host_app.__dict__["full_dispatch_request"].__name__ != "ops_profiled_dispatch"
+    svc.stop_session(store, actor="otto")
+    exchange(mon)
+    summary = svc.session_summary(store, session["id"])
+    assert summary["status"] == "done"
+    (process,) = summary["processes"]
+    assert process["status"] == "failed" and "was not profiling" in process["error"]
+
+
+def test_parts_from_an_agent_are_bounded():
+    from dashapp.ingest.profiler import MAX_DEPTH, clean_memory, clean_tree
+    deep = {"function": "f", "file": "x.py", "line": 1, "self": 0.1, "total": 1.0,
+            "children": []}
+    node = deep
+    for _ in range(MAX_DEPTH + 50):
+        child = {"function": "g", "file": "x.py", "line": 2, "self": 0.0, "total": 1.0,
+                 "children": []}
+        node["children"].append(child)
+        node = child
+    node["children"].append("junk")
+    tree = clean_tree(deep)
+    assert tree["truncated"] is True
+    assert clean_tree("junk") is None
+    memory = clean_memory({"by_size": [{"file": "x.py", "line": "7", "size": -1.5}, 3],
+                           "peak": 10})
+    assert memory["by_size"] == [{"file": "x.py", "line": 0, "size": 0, "count": 0}]
+    assert memory["peak"] == 10 and memory["growth"] == []
 
 
 def test_a_session_no_process_picks_up_fails_with_a_reason(app, monkeypatch):
@@ -280,11 +406,11 @@ def test_api_results_and_exports(client, app, host, viewer, operator):
     host_app, mon = host
     start = client.post("/api/profiler/start", json={"interval": 0.001}, headers=operator)
     session_id = start.get_json()["id"]
-    mon.profiler.poll()
+    exchange(mon)
     for path in ["/slow", "/slow", "/alloc", "/fast"]:
         host_app.test_client().get(path)
     client.post("/api/profiler/stop", json={"id": session_id}, headers=operator)
-    mon.profiler.poll()
+    exchange(mon)
 
     summary = client.get(f"/api/profiler/{session_id}/results", headers=viewer).get_json()
     assert summary["status"] == "done" and summary["requests"] == 4

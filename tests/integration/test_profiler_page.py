@@ -10,7 +10,7 @@ from sqlalchemy import select
 from dashapp.services import profiler as svc
 from dashapp.store.models import AuditEvent, ProfileSession
 from tests.integration.test_jobs_page import as_user, toast_of
-from tests.integration.test_profiler import host  # noqa: F401 (fixture)
+from tests.integration.test_profiler import exchange, host  # noqa: F401 (fixture)
 
 
 def page_module():
@@ -45,7 +45,7 @@ def test_operator_runs_a_session_and_reads_it(app, host):  # noqa: F811
     with as_user(app, "operator", "otto") as props:
         assert page.start(1, 60, "", 0.001, True, 0) == 1
         assert "requested" in toast_of(props)
-        mon.profiler.poll()
+        exchange(mon)
         status, options, _o, selected, start_off, stop_off, _n, key = page.refresh(2, 1, None,
                                                                                    None)
         assert "Running" in str(status) and not stop_off and start_off
@@ -55,19 +55,20 @@ def test_operator_runs_a_session_and_reads_it(app, host):  # noqa: F811
         assert "Results appear here when the session ends" in str(page.view(key, None,
                                                                               selected))
         assert page.stop(1, 1) == 2
-        mon.profiler.poll()
-        status, options, _o, selected, start_off, stop_off, _n, key = page.refresh(3, 2,
-                                                                                   selected, key)
+        exchange(mon)
+        status, options, _o, same, start_off, stop_off, _n, key = page.refresh(3, 2,
+                                                                               selected, key)
+        assert same is dash.no_update  # unchanged: the results are not redrawn
         assert "Idle" in str(status) and key.endswith(":done")
         body = str(page.view(key, None, selected))
         assert "deliberately_slow" in body and "profiler-icicle" in body
         assert f"/api/profiler/{selected}/export?format=speedscope" in body
         # Compare with a second session.
         assert page.start(1, 60, None, 0.001, False, 2) == 3
-        mon.profiler.poll()
+        exchange(mon)
         host_app.test_client().get("/fast")
         page.stop(1, 3)
-        mon.profiler.poll()
+        exchange(mon)
         second = svc.list_sessions(app.extensions["ops"].store)[0]["id"]
         body = str(page.view(None, selected, second))
         assert f"Compared with #{selected}" in body and "Memory tracking was off" in body

@@ -92,8 +92,8 @@ def test_counters_survive_retention(app, client, admin, host, settings):
 
 
 def test_redis_and_cache_figures(app, client, admin, redis_client):
-    from dashapp import cache
-    from dashapp.cache import cached
+    from ops_agent import cache
+    from ops_agent.cache import cached
 
     ops = app.extensions["ops"]
     cache.configure(client=ops.redis.client, prefix=ops.settings.cache_prefix)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from dashapp.cache import keys as cache_keys
+from ops_agent.cache import keys as cache_keys
+
 from dashapp.services import redis_collector
 from dashapp.store import Store
 

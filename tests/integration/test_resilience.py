@@ -25,11 +25,12 @@ import dash
 import pytest
 import redis as redis_lib
 from flask import Flask
+from ops_agent import cache
+from ops_agent.cache.backend import client_options as toolkit_client_options
 from plotly.utils import PlotlyJSONEncoder
 from sqlalchemy import create_engine, make_url, text
 
-from dashapp import cache, create_app, monitor
-from dashapp.cache.core import CLIENT_OPTIONS as TOOLKIT_CLIENT_OPTIONS
+from dashapp import create_app, monitor
 from dashapp.config import load_settings
 from tests.conftest import ADMIN_PASSWORD, PG_URL, _reset_postgres
 from tests.helpers import token_for
@@ -137,7 +138,8 @@ class Traffic:
                 self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
             if self.mon is not None:
                 self.max_buffer = max(self.max_buffer, self.mon.buffered)
-                self.max_log_buffer = max(self.max_log_buffer, len(self.mon.logs.buffer))
+                self.max_log_buffer = max(self.max_log_buffer,
+                                          len(self.mon.logs.channel.items))
             i += 1
             self._stop.wait(self.interval)
 
@@ -171,7 +173,7 @@ def test_redis_restart_under_traffic(private_redis, tmp_path):
     host = Flask("host")
     engine = host_database(tmp_path, "CREATE TABLE price (id INTEGER PRIMARY KEY, cents INTEGER)",
                            "INSERT INTO price VALUES (1, 100), (2, 200), (3, 300)")
-    host_redis = redis_lib.Redis.from_url(private_redis.url, **TOOLKIT_CLIENT_OPTIONS)
+    host_redis = redis_lib.Redis.from_url(private_redis.url, **toolkit_client_options())
     cache.reset()
     cache.configure(client=host_redis, prefix=settings.cache_prefix)
 
@@ -319,11 +321,9 @@ def test_store_unreachable_for_a_minute(outage_store, redis_url, tmp_path):
                 conn.execute(text("SELECT count(*) FROM item"))
             return {"ok": True}
 
-        mon = monitor(host, engine=engine, settings=settings)
         # A small bound, so a minute of modest traffic (2 events a request)
-        # is several times what the buffer may hold.
-        mon.buffer_size = 300
-        mon.flush_interval = 0.5
+        # is several times what the buffers may hold.
+        mon = monitor(host, engine=engine, settings=settings, buffer_size=150, interval=0.5)
         endpoints_page = page_module("/endpoints")
         host_client = host.test_client()
         try:
@@ -365,11 +365,13 @@ def test_store_unreachable_for_a_minute(outage_store, redis_url, tmp_path):
             assert len(during) >= 300
             # Not queued without bound: the buffers never held more than
             # their bound, and what could not be written was counted.
-            assert traffic.max_buffer <= mon.buffer_size
-            assert traffic.max_log_buffer <= mon.logs.buffer_size
+            # (requests and statements: buffer_size each)
+            assert traffic.max_buffer <= 2 * mon.buffer_size
+            assert traffic.max_log_buffer <= mon.logs.channel.limit
             # Nearly all of the outage's events were dropped and counted: all
-            # but what the buffer still held and one batch being written.
-            assert dropped_at_restore >= 2 * len(during) - 2 * mon.buffer_size - 2 * 20
+            # but what the buffers still held and one batch in flight (as
+            # large as the buffers at most).
+            assert dropped_at_restore >= 2 * len(during) - 4 * mon.buffer_size - 2 * 20
             if backend == "postgresql":
                 assert set(console_during) == {503}
 

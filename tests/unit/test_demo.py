@@ -409,8 +409,11 @@ def test_traffic_generator_survives_a_dead_shop_and_dead_redis(dead_redis):
 
 def test_demo_app_serves_traffic_and_stops_cleanly(tmp_path, redis_client):
     from dashapp.config import load_settings
-    settings = load_settings(instance_dir=tmp_path / "instance", demo=False)
-    demo = DemoApp(tmp_path / "demo", redis_client, port=0, rps=20, settings=settings)
+    from tests.helpers import ConsoleServer
+    settings = load_settings(instance_dir=tmp_path / "instance", demo=False, scheduler=False)
+    console = ConsoleServer(settings)  # the agent sends to it over HTTP
+    demo = DemoApp(tmp_path / "demo", redis_client, port=0, rps=20, settings=settings,
+                   dsn=console.dsn_for("demo-shop"))
     demo_logger = logging.getLogger("demo")
     handlers_before = list(demo_logger.handlers)
     demo.start()
@@ -450,13 +453,16 @@ def test_demo_app_serves_traffic_and_stops_cleanly(tmp_path, redis_client):
     assert "demo shop running at" in log_text and "INFO demo.traffic" in log_text
     demo.stop()  # idempotent
 
-    # The demo is instrumented with monitor(): its requests and SQL are in the
-    # console's store, by URL rule, with the SQL linked to its request.
+    # The demo is instrumented with the agent: its requests and SQL reached
+    # the console over HTTP, by URL rule, with the SQL linked to its request.
     from sqlalchemy import create_engine, text
+    console.expand()
+    console.close()
     store = create_engine(settings.store_url)
     with store.connect() as conn:
         sent = int(mirrored["sent"]) - int(mirrored["failed_to_connect"])
-        recorded = conn.scalar(text("SELECT count(*) FROM ops_request"))
+        recorded = conn.scalar(text("SELECT count(*) FROM ops_request WHERE app = 'demo-shop' "
+                                    "AND release <> ''"))
         assert recorded == sent
         endpoints = set(conn.scalars(text("SELECT DISTINCT endpoint FROM ops_request")))
         assert "/products/<int:product_id>" in endpoints or "/products" in endpoints

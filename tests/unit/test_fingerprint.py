@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashapp.instrument.fingerprint import fingerprint, normalise
+from ops_agent.fingerprint import fingerprint, normalise
 
 SAME = [
     ("SELECT * FROM t WHERE id IN (1, 2, 3)", "select * from t where id in (4,5)"),

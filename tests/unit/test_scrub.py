@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dashapp.core import scrub
-from dashapp.instrument.jobs import redact_call
+from dashapp.ingest.jobs import redact_call
 from dashapp.security import audit
 from dashapp.services import config_files, logs
 

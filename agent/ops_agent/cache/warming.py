@@ -39,10 +39,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import keys
-from .core import _WARMING, REDIS_ERRORS, WarmRun, _toolkit
+from .backend import redis_errors
+from .core import _WARMING, WarmRun
+from .toolkit import _toolkit
 
 logger = logging.getLogger(__name__)
 
@@ -56,11 +58,11 @@ MIN_EVERY = 1.0
 class Warmer:
     namespace: str
     func: Callable[[], Any]
-    every: float | None
+    every: Optional[float]
     description: str
     registered_at: str
     published: bool = False
-    last_period: int | None = None
+    last_period: Optional[int] = None
     run_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -69,8 +71,8 @@ class _Registry:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
-        self.warmers: dict[str, Warmer] = {}
-        self.worker: _Worker | None = None
+        self.warmers: Dict[str, Warmer] = {}
+        self.worker: Optional[_Worker] = None
         self.poll_seconds = POLL_SECONDS
         self.claimed: deque = deque(maxlen=1000)    # request ids this process claimed
         self.scheduled: deque = deque(maxlen=1000)  # (namespace, period, won)
@@ -84,14 +86,14 @@ def _process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:96]
 
 
-def _iso(ts: float | None = None) -> str:
+def _iso(ts: Optional[float] = None) -> str:
     when = datetime.now(timezone.utc) if ts is None else datetime.fromtimestamp(ts, timezone.utc)
     return when.isoformat(timespec="milliseconds")
 
 
 # ----- registration -------------------------------------------------------------
-def register_warmer(namespace: str, func: Callable[[], Any], *, every: float | None = None,
-                    description: str = "") -> None:
+def register_warmer(namespace: str, func: Callable[[], Any], *,
+                    every: Optional[float] = None, description: str = "") -> None:
     """Make `func()` the warmer of `namespace` in this process (replacing an
     earlier one), publish it for the console and start the worker thread.
 
@@ -129,7 +131,7 @@ def unregister_warmer(namespace: str) -> bool:
             raw = target.backend.client.hget(keys.warmers_key(target.prefix), namespace)
             if raw is not None and json.loads(raw).get("process") == _process():
                 target.backend.client.hdel(keys.warmers_key(target.prefix), namespace)
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             target.backend.failed("warmer removal", namespace, exc)
         except ValueError:
             pass  # someone else's unreadable entry: leave it
@@ -148,7 +150,7 @@ def _publish(warmer: Warmer) -> None:
     try:
         target.backend.client.hset(keys.warmers_key(target.prefix), warmer.namespace,
                                    json.dumps(entry))
-    except REDIS_ERRORS as exc:
+    except redis_errors() as exc:
         target.backend.failed("warmer registration", warmer.namespace, exc)
         return
     target.backend.succeeded()
@@ -156,7 +158,7 @@ def _publish(warmer: Warmer) -> None:
 
 
 # ----- running -------------------------------------------------------------------
-def warm(namespace: str) -> dict[str, Any]:
+def warm(namespace: str) -> Dict[str, Any]:
     """Run this process's warmer of `namespace` now and wait for it.
 
     Returns {"namespace", "entries" (entries written), "duration_ms",
@@ -171,7 +173,7 @@ def warm(namespace: str) -> dict[str, Any]:
     return _run(warmer)
 
 
-def _run(warmer: Warmer, request_id: str | None = None) -> dict[str, Any]:
+def _run(warmer: Warmer, request_id: Optional[str] = None) -> Dict[str, Any]:
     namespace = warmer.namespace
     with warmer.run_lock:  # one run of a namespace at a time in this process
         started_at = _iso()
@@ -198,8 +200,8 @@ def _run(warmer: Warmer, request_id: str | None = None) -> dict[str, Any]:
             "error": error}
 
 
-def _record_status(namespace: str, request_id: str | None, started_at: str,
-                   duration_ms: float, entries: int, error: str | None) -> None:
+def _record_status(namespace: str, request_id: Optional[str], started_at: str,
+                   duration_ms: float, entries: int, error: Optional[str]) -> None:
     target = _toolkit.target_for(namespace)
     if target is None:
         return
@@ -220,7 +222,7 @@ def _record_status(namespace: str, request_id: str | None, started_at: str,
         pipe.hincrby(target.stats, "warm_runs", 1)
         pipe.sadd(target.namespaces, namespace)
         pipe.execute()
-    except REDIS_ERRORS as exc:
+    except redis_errors() as exc:
         backend.failed("warm status", namespace, exc)
         backend.defer_counts(target.prefix, namespace, {"warm_runs": 1})
         return
@@ -283,7 +285,7 @@ def _poll_once() -> None:
     _run_schedules(warmers)
 
 
-def _groups(warmers: list[Warmer]) -> dict:
+def _groups(warmers: List[Warmer]) -> dict:
     """Warmers by the (backend, prefix) their namespace lives in."""
     groups: dict = {}
     for warmer in warmers:
@@ -294,7 +296,7 @@ def _groups(warmers: list[Warmer]) -> dict:
     return groups
 
 
-def _serve_requests(warmers: list[Warmer]) -> None:
+def _serve_requests(warmers: List[Warmer]) -> None:
     for target, mine in _groups(warmers).values():
         backend = target.backend
         if not backend.ready():
@@ -302,7 +304,7 @@ def _serve_requests(warmers: list[Warmer]) -> None:
         list_key = keys.warm_requests_key(target.prefix)
         try:
             raw_requests = backend.client.lrange(list_key, -REQUEST_WINDOW, -1)
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             backend.failed("warm request poll", "-", exc)
             continue
         backend.succeeded()
@@ -316,10 +318,10 @@ def _serve_requests(warmers: list[Warmer]) -> None:
             for raw, _request in claims + drops:
                 pipe.lrem(list_key, -1, raw)
             removed = pipe.execute()
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             backend.failed("warm request claim", "-", exc)
             continue
-        won: dict[str, list[str]] = {}
+        won: Dict[str, List[str]] = {}
         for (raw, request), n in zip(claims, removed):
             if n:  # LREM is atomic: only one process removes this element
                 won.setdefault(request["namespace"], []).append(str(request.get("id", "")))
@@ -336,7 +338,7 @@ def _serve_requests(warmers: list[Warmer]) -> None:
                 _run(warmer, request_id=ids[0])
 
 
-def _sort_requests(raw_requests: list, mine: dict[str, Warmer]) -> tuple[list, list]:
+def _sort_requests(raw_requests: list, mine: Dict[str, Warmer]) -> Tuple[list, list]:
     """(claims: [(raw, request)] for our namespaces, drops: [(raw, reason)]).
     LRANGE lists the newest first."""
     claims, drops = [], []
@@ -359,7 +361,7 @@ def _sort_requests(raw_requests: list, mine: dict[str, Warmer]) -> tuple[list, l
     return claims, drops
 
 
-def _epoch(value: Any) -> float | None:
+def _epoch(value: Any) -> Optional[float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
@@ -373,7 +375,7 @@ def _epoch(value: Any) -> float | None:
     return None
 
 
-def _run_schedules(warmers: list[Warmer]) -> None:
+def _run_schedules(warmers: List[Warmer]) -> None:
     for warmer in warmers:
         if not warmer.every:
             continue
@@ -388,7 +390,7 @@ def _run_schedules(warmers: list[Warmer]) -> None:
         try:
             won = bool(target.backend.client.set(lock_key, _process(), nx=True,
                                                  px=int(warmer.every * 1000)))
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             target.backend.failed("warm schedule", warmer.namespace, exc)
             continue
         target.backend.succeeded()
@@ -397,7 +399,7 @@ def _run_schedules(warmers: list[Warmer]) -> None:
             _run(warmer)
 
 
-def warm_worker_stats() -> dict[str, Any]:
+def warm_worker_stats() -> Dict[str, Any]:
     """What this process's worker did: {"running", "claimed" (request ids),
     "scheduled" ([namespace, period, won] per attempt)}."""
     worker = _registry.worker

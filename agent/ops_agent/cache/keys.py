@@ -1,5 +1,6 @@
 """Where the @cached toolkit keeps things in Redis: one layout that the
-toolkit (in the monitored app) and the console's Cache page both read.
+toolkit (in the monitored app) writes and the console's Cache page reads,
+so the console imports this module rather than a copy of it.
 
     <prefix>:<namespace>:<digest>          a cached value (JSON string)
     <prefix>:_meta:namespaces              SET of namespace names ever used
