@@ -54,6 +54,9 @@ ADMIN_MODULES: tuple[Module, ...] = (
     Module("users", "Users", "/users", "people",
            "Accounts, roles, password resets and API tokens.", 7,
            built=True, role="admin"),
+    Module("ingest_keys", "Ingest keys", "/admin/ingest-keys", "key",
+           "One key per application for its agent's batches: create, revoke.", None,
+           built=True, role="admin"),
 )
 
 BY_KEY = {m.key: m for m in MODULES + ADMIN_MODULES}
