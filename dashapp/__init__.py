@@ -36,7 +36,8 @@ def monitor(flask_app, *, engine=None, redis=None, scheduler=None, settings=None
     app_name = (name or getattr(app, "name", None) or "app")[:64]
     mon = ops_agent.monitor(app, sink=DirectSink(store, app_name), name=app_name,
                             release=release, engine=engine, redis=redis,
-                            scheduler=scheduler, log_level=settings.log_capture_level,
+                            scheduler=scheduler,
+                            log_level=kwargs.pop("log_level", settings.log_capture_level),
                             **kwargs)
     mon.store = store
     return mon

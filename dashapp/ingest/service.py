@@ -160,11 +160,17 @@ class DirectSink:
         try:
             decoded = protocol.decode(protocol.encode(batch), gzipped=True)
             answer = accept(self.store, self.app, decoded)
-            if self.expand:
-                from dashapp.services.ingest import ingest
-                ingest(self.store)
         except protocol.ProtocolError as exc:
             raise SendError(str(exc), permanent=True) from None
         except Exception as exc:  # noqa: BLE001 - a store outage is an outage
             raise SendError(f"store unavailable: {str(exc).splitlines()[0][:200]}") from None
+        if self.expand:
+            # Accepted is accepted: a failed expansion is retried by the next
+            # one (or the scheduler), it does not make the batch a drop.
+            from dashapp.services.ingest import ingest
+            try:
+                ingest(self.store)
+            except Exception as exc:  # noqa: BLE001
+                logger.warning("ingest: expansion deferred: %s",
+                               str(exc).splitlines()[0][:200])
         return json.loads(json.dumps(answer, default=str))

@@ -138,8 +138,9 @@ class Traffic:
                 self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
             if self.mon is not None:
                 self.max_buffer = max(self.max_buffer, self.mon.buffered)
-                self.max_log_buffer = max(self.max_log_buffer,
-                                          len(self.mon.logs.channel.items))
+                if self.mon.logs is not None:
+                    self.max_log_buffer = max(self.max_log_buffer,
+                                              len(self.mon.logs.channel.items))
             i += 1
             self._stop.wait(self.interval)
 
@@ -323,7 +324,11 @@ def test_store_unreachable_for_a_minute(outage_store, redis_url, tmp_path):
 
         # A small bound, so a minute of modest traffic (2 events a request)
         # is several times what the buffers may hold.
-        mon = monitor(host, engine=engine, settings=settings, buffer_size=150, interval=0.5)
+        # Log capture off: the console in this process logs its own 503s,
+        # which the agent would capture, drop and count with the rest; this
+        # test accounts for requests and statements exactly.
+        mon = monitor(host, engine=engine, settings=settings, buffer_size=150, interval=0.5,
+                      log_level="OFF")
         endpoints_page = page_module("/endpoints")
         host_client = host.test_client()
         try:
@@ -367,7 +372,6 @@ def test_store_unreachable_for_a_minute(outage_store, redis_url, tmp_path):
             # their bound, and what could not be written was counted.
             # (requests and statements: buffer_size each)
             assert traffic.max_buffer <= 2 * mon.buffer_size
-            assert traffic.max_log_buffer <= mon.logs.channel.limit
             # Nearly all of the outage's events were dropped and counted: all
             # but what the buffers still held and one batch in flight (as
             # large as the buffers at most).
