@@ -1,11 +1,15 @@
 """Trivial host apps for benchmarks/monitor_overhead.py (one endpoint each).
 
     bare: nothing attached
-    ours: dashapp.monitor() (store from the environment, e.g. OPS_INSTANCE_DIR)
+    ours: the agent, `ops_agent.monitor(app)`, sending to the console named
+          by OPS_DSN (the benchmark starts one and makes the key). Only
+          ops_agent is imported: a host never imports the console's code.
     fmd:  Flask-MonitoringDashboard with its default settings (only importable
           where that package is installed; it is not a project dependency)
 """
 from __future__ import annotations
+
+import os
 
 from flask import Flask
 
@@ -25,9 +29,9 @@ def bare() -> Flask:
 
 
 def ours() -> Flask:
-    from dashapp import monitor
+    import ops_agent
     app = make_app()
-    app.config["OPS_MONITOR"] = monitor(app)
+    app.config["OPS_MONITOR"] = ops_agent.monitor(app, dsn=os.environ["OPS_DSN"])
     return app
 
 

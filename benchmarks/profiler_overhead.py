@@ -13,7 +13,7 @@ rounds for four variants:
 - after: the same monitor after the session ended (the original dispatch
   function is back, tracemalloc stopped).
 
-Each round starts a new session (driving the host's poller directly), so
+Each round starts a new session (driving the agent's sends directly), so
 "on" pays for the per-request profiler and the merge into the call tree,
 and tracemalloc's cost on allocations. Prints medians per request and the
 added time against "off" (and "off" against "bare").
@@ -81,7 +81,6 @@ def main() -> None:
     bare = _app("bare")
     host = _app("host")
     mon = monitor(host, settings=settings)
-    mon.profiler.poll_interval = 3600  # this script drives the poller itself
     store = mon.store
     results: dict[tuple[str, str], list[float]] = {}
     try:
@@ -94,12 +93,13 @@ def main() -> None:
                 results.setdefault(("off", path), []).append(_time(host, path, args.n))
             for variant, memory in (("cpu", False), ("on", True)):
                 svc.start_session(store, actor="bench", memory=memory)
-                mon.profiler.poll()
+                mon.flush()  # the answer carries the start
                 assert mon.profiler.active is not None
                 for path in ("/ping", "/work"):
                     results.setdefault((variant, path), []).append(_time(host, path, args.n))
                 svc.stop_session(store, actor="bench")
-                mon.profiler.poll()
+                mon.flush()  # the answer carries the stop
+                mon.flush()  # and this one the part
                 assert mon.profiler.active is None
             for path in ("/ping", "/work"):
                 results.setdefault(("after", path), []).append(_time(host, path, args.n))

@@ -33,8 +33,12 @@ class Monitor:
         self.redis = redis
         # The @cached toolkit uses the client passed here unless configured
         # otherwise; it works whether or not anything is sent to a console.
-        from ops_agent import cache
-        self.cache = cache.attach(self)
+        # Imported only for a client: without one attaching changes nothing,
+        # and the package is a third of what monitor() would import.
+        self.cache: Any = None
+        if redis is not None:
+            from ops_agent import cache
+            self.cache = cache.attach(self)
         self.scheduler = scheduler
         self.enabled = False
         self.engines: List[Any] = []
